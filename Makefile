@@ -1,0 +1,50 @@
+# avgen: the user's door. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROJECT ?= specvqgan
+EXP ?=
+ARGS ?=
+TOY ?= data/toy
+
+.DEFAULT_GOAL := help
+.PHONY: help install data train test lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@echo "  variables: PROJECT=<specvqgan|gravo|tiva|audiotoken|wavbrivl> EXP=<config name> ARGS=\"--trainer.max_steps=10 ...\""
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install avgen with its pinned dependencies
+
+$(TOY)/.complete: | $(VENV)/.installed
+	$(PY) -m shared.data.toy --out $(TOY)
+
+data: $(TOY)/.complete  ## generate the embedded toy dataset (deterministic) if it is missing
+
+train: $(VENV)/.installed $(TOY)/.complete  ## PROJECT's whole toy pipeline; with EXP=<config> one stage: make train PROJECT=x EXP=y ARGS="..."
+ifeq ($(strip $(EXP)),)
+	$(VENV)/bin/avgen pipeline --project $(PROJECT) $(ARGS)
+else
+	$(VENV)/bin/avgen fit --config projects/$(PROJECT)/configs/$(EXP).yaml $(ARGS)
+endif
+
+lint: $(VENV)/.installed  ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed  ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint  ## lint + the whole test suite (installs what it needs)
+	$(PY) -m pytest $(ARGS)
+
+clean:  ## remove runs/ and the toy data (keeps .venv)
+	rm -rf runs $(TOY)

@@ -1,0 +1,31 @@
+"""Fixtures shared by the whole suite: the team's real test data, a small toy dataset, offline hubs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may download anything
+
+REPO = Path(__file__).resolve().parents[1]
+TEAM_DATA = REPO.parent / "shared" / "data"  # ../shared beside the repo (not the `shared` package)
+DEMO = TEAM_DATA / "specvqgan-demo"
+
+
+@pytest.fixture(scope="session")
+def demo_root() -> Path:
+    if not DEMO.is_dir():
+        raise FileNotFoundError(
+            f"{DEMO}: the team's test data must sit beside the repo (cp -r ../shared ...)"
+        )
+    return DEMO
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory) -> Path:
+    """A small toy dataset (6 classes x 6 train / 2 valid / 2 test clips), generated once per session."""
+    from shared.data.toy import generate_toy_dataset
+
+    return generate_toy_dataset(tmp_path_factory.mktemp("toy"), seed=0, n_train=6, n_valid=2, n_test=2)
