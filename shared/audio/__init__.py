@@ -1,0 +1,15 @@
+"""Audio I/O and front ends: `load_audio`, `save_audio`, `MelFrontEnd`, `GriffinLimVocoder`."""
+
+from shared.audio.griffinlim import GriffinLimVocoder
+from shared.audio.io import decode_audio, load_audio, save_audio
+from shared.audio.mel import PRESETS, MelConfig, MelFrontEnd
+
+__all__ = [
+    "PRESETS",
+    "GriffinLimVocoder",
+    "MelConfig",
+    "MelFrontEnd",
+    "decode_audio",
+    "load_audio",
+    "save_audio",
+]

@@ -1,0 +1,86 @@
+"""Video decoding with PyAV: RGB frames at a target frame rate and size.
+
+Frames are resampled in time the way a player shows them: output frame k (time k / fps) is the last
+source frame whose timestamp is at or before k / fps (the first source frame for earlier times). Each
+frame is scaled by FFmpeg's swscale while decoding, so a long high-resolution video never sits in memory
+at full size; only the scaled frames are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.media import MediaError, open_media
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    duration: float
+    width: int
+    height: int
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    with open_media(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = float(container.duration or 0) / 1e6
+        return VideoInfo(fps=fps, duration=duration, width=stream.width, height=stream.height)
+
+
+def load_video(
+    path: str | Path,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    max_seconds: float | None = None,
+) -> torch.Tensor:
+    """Decode RGB frames as uint8 [N, 3, H, W].
+
+    fps: output frame rate (None keeps every source frame); size: (height, width) to scale to (None keeps
+    the source size); max_seconds: stop after this much video.
+    """
+    with open_media(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        height, width = size if size is not None else (stream.height, stream.width)
+        frames: list[np.ndarray] = []
+        times: list[float] = []
+        end_time = 0.0
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = float(frame.pts * frame.time_base)
+            if max_seconds is not None and t >= max_seconds:
+                break
+            frame_duration = float(frame.duration * frame.time_base) if frame.duration else 0.0
+            end_time = max(end_time, t + frame_duration)
+            times.append(t)
+            frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+    if not times:
+        raise MediaError(path, "video stream contains no frames (zero length)")
+    if fps is None:
+        return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+    duration = max(end_time, times[-1])
+    if max_seconds is not None:
+        duration = min(duration, max_seconds)
+    return _resample(frames, times, fps, duration)
+
+
+def _resample(frames: list[np.ndarray], times: list[float], fps: float, duration: float) -> torch.Tensor:
+    n_out = max(1, int(np.floor(duration * fps + 1e-6)))
+    targets = np.arange(n_out) / fps
+    idx = np.searchsorted(np.asarray(times), targets + 1e-6, side="right") - 1
+    idx = np.clip(idx, 0, len(frames) - 1)
+    return torch.from_numpy(np.stack([frames[i] for i in idx])).permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,154 @@
+from pathlib import Path
+
+import av
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from shared.audio import GriffinLimVocoder, MelFrontEnd, load_audio, save_audio
+from shared.media import MediaError
+
+SR = 22050
+N = 220500  # 10 s
+
+
+@pytest.fixture(scope="module")
+def front_end() -> MelFrontEnd:
+    return MelFrontEnd.from_preset("specvqgan")
+
+
+def official_mel(y: np.ndarray) -> np.ndarray:
+    """The official feature extraction (reference card sec. 1), written with librosa as the official code is."""
+    stft = np.abs(
+        librosa.stft(y, n_fft=1024, hop_length=256, win_length=1024, center=True, pad_mode="reflect")
+    )
+    basis = librosa.filters.mel(sr=SR, n_fft=1024, n_mels=80, fmin=125, fmax=7600)
+    return np.clip(0.8 + 0.2 * np.log10(np.maximum(basis @ stft, 1e-5)), 0, 1)
+
+
+def mel(front_end: MelFrontEnd, y: np.ndarray) -> np.ndarray:
+    return front_end(torch.from_numpy(y).unsqueeze(0))[0].numpy()
+
+
+def test_specvqgan_mel_matches_the_reference_cross_checks(front_end):
+    t = np.arange(N) / SR
+    x = mel(front_end, (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
+    assert x.shape == (80, 862)  # no cropping in the front end
+    x = x[:, :860]
+    assert x.mean(axis=1).argmax() == 24
+    assert x[24, 100] == pytest.approx(0.927177, abs=2e-5)
+    assert x[24, 0] == pytest.approx(0.880841, abs=2e-5)  # 0.882243 with constant padding
+    assert x.mean() == pytest.approx(0.100580, abs=2e-5)
+    noise = mel(front_end, np.random.RandomState(0).uniform(-1, 1, N).astype(np.float32))[:, :860]
+    assert noise.mean() == pytest.approx(0.728697, abs=2e-5)
+    assert noise[0, :3] == pytest.approx([0.834597, 0.793526, 0.726055], abs=2e-5)
+    assert np.all(mel(front_end, np.zeros(N, np.float32)) == 0)
+
+
+def test_specvqgan_mel_equals_librosa_on_the_same_waveform(front_end):
+    y = np.random.RandomState(1).randn(N).astype(np.float32) * np.linspace(0, 0.5, N, dtype=np.float32)
+    ours, ref = mel(front_end, y), official_mel(y)
+    assert np.abs(ours - ref).mean() < 1e-5
+    assert np.abs(ours - ref).max() < 1e-3
+
+
+def demo_clips(demo_root: Path) -> list[tuple[Path, Path]]:
+    pairs = []
+    for video in sorted((demo_root / "vas" / "videos").glob("*/*.mp4")):
+        cls = video.parent.name
+        pairs.append(
+            (video, demo_root / "vas" / "features" / cls / "melspec_10s_22050hz" / f"{video.stem}_mel.npy")
+        )
+    return pairs
+
+
+def test_real_vas_clips_match_the_official_mels(demo_root, front_end):
+    pairs = demo_clips(demo_root)
+    assert len(pairs) == len(list((demo_root / "vas" / "features").glob("*/melspec_10s_22050hz/*.npy"))) >= 10
+    for video, stored in pairs:
+        wave = load_audio(video, SR, duration=10.0, loop=True)
+        assert wave.shape == (N,)
+        ours = mel(front_end, wave.numpy())[:, :860]
+        official = np.load(stored)
+        assert official.shape == (80, 860)
+        assert np.abs(ours - official).mean() < 0.02, video
+        # and the front end itself equals the official formula on this exact waveform
+        assert np.abs(ours - official_mel(wave.numpy())[:, :860]).mean() < 1e-5, video
+
+
+def test_short_clips_are_looped_not_padded(demo_root, front_end):
+    video = demo_root / "vas" / "videos" / "dog" / "video_02677.mp4"  # 6 s of audio
+    official = np.load(demo_root / "vas" / "features" / "dog" / "melspec_10s_22050hz" / "video_02677_mel.npy")
+    looped = mel(front_end, load_audio(video, SR, duration=10.0, loop=True).numpy())[:, :860]
+    padded_wave = load_audio(video, SR, duration=10.0, loop=False)
+    assert padded_wave[-SR:].abs().max() == 0  # the last second of a 6-s clip padded to 10 s is silence
+    padded = mel(front_end, padded_wave.numpy())[:, :860]
+    assert np.abs(looped - official).mean() < 0.5 * np.abs(padded - official).mean()
+
+
+def test_load_audio_resamples_downmixes_and_sets_length(tmp_path):
+    rate = 48000
+    t = np.arange(rate) / rate
+    left = 0.5 * np.sin(2 * np.pi * 440 * t)
+    stereo = np.stack([left, 0.2 * left], axis=1).astype(np.float32)
+    path = tmp_path / "tone.flac"
+    sf.write(path, stereo, rate)
+    wave = load_audio(path, 16000)
+    assert wave.dtype == torch.float32 and wave.shape == (16000,)
+    assert wave.abs().max().item() == pytest.approx(0.3, abs=0.01)  # channel mean: (0.5 + 0.1) / 2
+    spectrum = np.abs(np.fft.rfft(wave.numpy()))
+    assert spectrum.argmax() == 440  # 1-s signal: bin = Hz
+    assert load_audio(path, 16000, duration=0.25).shape == (4000,)
+    looped = load_audio(path, 16000, duration=2.5, loop=True)
+    assert looped.shape == (40000,)
+    assert torch.allclose(looped[16000:32000], looped[:16000])  # a wav loops without a gap
+
+
+def test_save_audio_round_trip(tmp_path):
+    wave = torch.sin(torch.linspace(0, 200, 8000)) * 0.5
+    path = save_audio(tmp_path / "sub" / "x.wav", wave, 8000)
+    back = load_audio(path, 8000)
+    assert torch.allclose(back, wave, atol=1e-4)
+    assert not list(path.parent.glob("*.tmp*"))
+
+
+def write_video_only_mp4(path: Path) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def test_bad_files_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        load_audio(tmp_path / "missing.mp4", SR)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(MediaError, match=r"empty.mp4: file is empty"):
+        load_audio(tmp_path / "empty.mp4", SR)
+    (tmp_path / "corrupt.mp4").write_bytes(np.random.RandomState(0).bytes(5000))
+    with pytest.raises(MediaError, match=r"corrupt.mp4: cannot be opened"):
+        load_audio(tmp_path / "corrupt.mp4", SR)
+    write_video_only_mp4(tmp_path / "silent.mp4")
+    with pytest.raises(MediaError, match=r"silent.mp4: has no audio stream"):
+        load_audio(tmp_path / "silent.mp4", SR)
+    sf.write(tmp_path / "zero.wav", np.zeros((0, 1), np.float32), SR)
+    with pytest.raises(MediaError, match=r"zero.wav: .*zero length"):
+        load_audio(tmp_path / "zero.wav", SR)
+
+
+def test_griffin_lim_inverts_a_tone(front_end):
+    t = np.arange(SR) / SR
+    y = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    x = front_end(torch.from_numpy(y).unsqueeze(0))
+    wave = GriffinLimVocoder(front_end)(x)[0].numpy()
+    assert wave.shape[0] == 256 * (x.shape[-1] - 1)
+    spectrum = np.abs(np.fft.rfft(wave[: len(wave) // 2 * 2]))
+    peak_hz = spectrum.argmax() * SR / (len(wave) // 2 * 2)
+    assert abs(peak_hz - 1000) < 30
+    remel = front_end(torch.from_numpy(wave).unsqueeze(0))[..., : x.shape[-1]]
+    assert (remel - x[..., : remel.shape[-1]]).abs().mean() < 0.05

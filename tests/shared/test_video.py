@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from shared.media import MediaError
+from shared.video import load_video, video_info
+
+
+def write_counting_video(path: Path, fps: int, n_frames: int, size: int = 64) -> None:
+    """Frame i is a flat grey of value 6 * i (far enough apart to read the index back after YUV)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "0"})
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(n_frames):
+            image = np.full((size, size, 3), 6 * i, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def frame_index(frames) -> list[int]:
+    return [round(f.float().mean().item() / 6) for f in frames]
+
+
+def test_frames_are_resampled_in_time_and_scaled(tmp_path):
+    path = tmp_path / "count.mp4"
+    write_counting_video(path, fps=20, n_frames=40)  # 2 s
+    info = video_info(path)
+    assert info.fps == pytest.approx(20) and info.duration == pytest.approx(2.0, abs=0.06)
+    frames = load_video(path, fps=10, size=(24, 32))
+    assert frames.shape == (20, 3, 24, 32) and frames.dtype.is_floating_point is False
+    # output frame k shows the source frame on screen at k / 10 s: source index 2k
+    assert frame_index(frames) == [2 * k for k in range(20)]
+    upsampled = load_video(path, fps=40)
+    assert upsampled.shape[0] == 80
+    assert frame_index(upsampled)[:6] == [0, 0, 1, 1, 2, 2]  # each source frame shown twice
+    assert load_video(path).shape == (40, 3, 64, 64)
+    assert load_video(path, fps=10, max_seconds=1.0).shape[0] == 10
+
+
+def test_bad_videos_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        load_video(tmp_path / "nope.mp4")
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x01garbage" * 100)
+    with pytest.raises(MediaError, match="broken.mp4: cannot be opened"):
+        load_video(tmp_path / "broken.mp4")
+    sf.write(tmp_path / "sound.wav", np.zeros(1000, np.float32), 16000)
+    with pytest.raises(MediaError, match="sound.wav: has no video stream"):
+        load_video(tmp_path / "sound.wav")
