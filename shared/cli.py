@@ -1,0 +1,142 @@
+"""`avgen`: one command surface for every stage of every project.
+
+    avgen fit --config projects/specvqgan/configs/toy_codebook.yaml --trainer.max_steps=100
+    avgen fit --config ... --print_config          # the resolved config, nothing runs
+    avgen validate --config ...                     # evaluates the run's newest checkpoint
+    avgen pipeline --project specvqgan              # all stages of a project's toy pipeline, in order
+
+A LightningCLI in subclass mode (configs name every class by its full `class_path`), with three house
+rules added:
+
+* Run folder: `runs/<project>/<experiment>/<version>/` holds the resolved `config.yaml`, the TensorBoard
+  events and `checkpoints/`. Project and experiment come from the config's path
+  (`projects/<project>/configs/<experiment>.yaml`) unless `--run.project/--run.experiment` say otherwise;
+  the version is `--run.version` (default `default`). The saved config records all three, so
+  `avgen fit --config runs/<...>/config.yaml` continues that same run.
+* Start or resume: `--ckpt_path=auto` (the default for `fit`) resumes from the newest checkpoint in the run
+  folder (`checkpoints/last.ckpt` or a SLURM pre-emption `hpc_ckpt_*.ckpt`) and starts fresh when there
+  is none, so the same command serves a first start, a restart after a kill and a requeued job.
+* `last.ckpt` always: written atomically every `--checkpoint.every_n_steps` steps, after each validation,
+  at the end of training and when the run is interrupted (Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from jsonargparse import Namespace
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+
+from shared.callbacks.checkpoint import LastCheckpoint
+
+AUTO = "auto"
+
+
+def run_identity_from_config_path(config_paths: list) -> tuple[str | None, str | None]:
+    """(project, experiment) from a config at `projects/<project>/configs/<experiment>.yaml`."""
+    for raw in config_paths or []:
+        path = Path(str(getattr(raw, "absolute", raw))).resolve()
+        parts = path.parts
+        if "configs" in parts:
+            i = len(parts) - 1 - parts[::-1].index("configs")
+            if i >= 2 and parts[i - 2] == "projects":
+                return parts[i - 1], path.stem
+    return None, None
+
+
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest of `<run>/hpc_ckpt_*.ckpt` (SLURM pre-emption) and `<run>/checkpoints/last.ckpt`."""
+    run_dir = Path(run_dir)
+    candidates = [*run_dir.glob("hpc_ckpt_*.ckpt"), run_dir / "checkpoints" / "last.ckpt"]
+    existing = [p for p in candidates if p.is_file()]
+    return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
+
+
+class AvgenCLI(LightningCLI):
+    def __init__(self, args: list[str] | None = None, run: bool = True):
+        super().__init__(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf"},
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--run.project", type=str | None, default=None, help="runs/<project>/...")
+        parser.add_argument(
+            "--run.experiment", type=str | None, default=None, help="runs/.../<experiment>/..."
+        )
+        parser.add_argument("--run.version", type=str, default="default", help="runs/.../<version>")
+        parser.add_argument("--run.root", type=str, default="runs", help="folder that holds all runs")
+        parser.add_lightning_class_args(LastCheckpoint, "checkpoint")
+
+    @property
+    def _subconfig(self) -> Namespace:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self._subconfig
+        project, experiment = run_identity_from_config_path(cfg.get("config"))
+        cfg.run.project = cfg.run.project or project
+        cfg.run.experiment = cfg.run.experiment or experiment
+        if not cfg.run.project or not cfg.run.experiment:
+            raise ValueError(
+                "cannot name the run folder: pass a config under projects/<project>/configs/ "
+                "or give --run.project and --run.experiment"
+            )
+        run_dir = Path(cfg.run.root) / cfg.run.project / cfg.run.experiment / cfg.run.version
+        cfg.trainer.default_root_dir = str(run_dir)
+        if cfg.trainer.logger in (None, True):
+            cfg.trainer.logger = Namespace(
+                class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                init_args=Namespace(
+                    save_dir=cfg.run.root,
+                    name=f"{cfg.run.project}/{cfg.run.experiment}",
+                    version=cfg.run.version,
+                    default_hp_metric=False,
+                ),
+            )
+        if self.subcommand == "fit" and cfg.get("ckpt_path") is None:
+            cfg.ckpt_path = AUTO
+        self.run_dir = run_dir
+
+    def _resolve_auto_checkpoint(self) -> None:
+        kwargs = self.config_init[self.subcommand]
+        if kwargs.get("ckpt_path") == AUTO:
+            found = newest_checkpoint(self.run_dir)
+            kwargs["ckpt_path"] = str(found) if found else None
+            if found:
+                print(f"avgen: resuming {self.run_dir} from {found}", file=sys.stderr)
+
+    def before_fit(self) -> None:
+        self._resolve_auto_checkpoint()
+
+    def before_validate(self) -> None:
+        self._resolve_auto_checkpoint()
+
+    def before_test(self) -> None:
+        self._resolve_auto_checkpoint()
+
+    def before_predict(self) -> None:
+        self._resolve_auto_checkpoint()
+
+
+def main(args: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if args is None else args)
+    if args and args[0] == "pipeline":
+        from shared.pipeline import main as pipeline_main
+
+        pipeline_main(args[1:])
+    else:
+        AvgenCLI(args=args)
+
+
+if __name__ == "__main__":
+    main()

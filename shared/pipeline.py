@@ -1,0 +1,78 @@
+"""`avgen pipeline --project <name>`: every stage of a project's toy pipeline, in order.
+
+Each project lists its stages in `projects/<name>/pipeline.py` (`STAGES`) and says how to summarise the
+result (`summarize(results)`). A stage is an ordinary `avgen fit` run of one config, so it has its own run
+folder and resumes like any run: re-running the pipeline after a kill continues the unfinished stage and
+passes quickly over finished ones. Later stages get earlier stages' checkpoints through CLI arguments.
+
+    avgen pipeline --project specvqgan                      # what `make train PROJECT=specvqgan` runs
+    avgen pipeline --project specvqgan --trainer.max_steps=20   # extra arguments go to every stage
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+@dataclass
+class StageResult:
+    run_dir: Path
+    checkpoint: Path  # the stage's best checkpoint if it tracks one, else its last
+    metrics: dict[str, float]  # validation metrics of that checkpoint
+    model: LightningModule  # with that checkpoint's weights
+    datamodule: LightningDataModule
+
+
+@dataclass
+class Stage:
+    name: str
+    config: str  # file name in projects/<project>/configs/
+    # extra CLI arguments computed from the results of the stages before this one
+    args: Callable[[dict[str, StageResult]], list[str]] = field(default=lambda results: [])
+
+
+def run_stage(
+    project: str, stage: Stage, results: dict[str, StageResult], extra_args: list[str]
+) -> StageResult:
+    from shared.cli import AvgenCLI
+
+    config = Path(importlib.import_module(f"projects.{project}").__file__).parent / "configs" / stage.config
+    cli = AvgenCLI(args=["fit", "--config", str(config), *stage.args(results), *extra_args])
+    trainer = cli.trainer
+    best = next(
+        (
+            Path(cb.best_model_path)
+            for cb in trainer.callbacks
+            if isinstance(cb, ModelCheckpoint) and cb.best_model_path
+        ),
+        None,
+    )
+    checkpoint = best or cli.run_dir / "checkpoints" / "last.ckpt"
+    validated = trainer.validate(
+        cli.model, datamodule=cli.datamodule, ckpt_path=str(checkpoint), verbose=False
+    )
+    metrics = {k: float(v) for k, v in (validated[0] if validated else {}).items()}
+    return StageResult(cli.run_dir, checkpoint, metrics, cli.model, cli.datamodule)
+
+
+def main(argv: list[str]) -> dict[str, StageResult]:
+    parser = argparse.ArgumentParser(prog="avgen pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--project", required=True)
+    args, extra = parser.parse_known_args(argv)
+    pipeline = importlib.import_module(f"projects.{args.project}.pipeline")
+    results: dict[str, StageResult] = {}
+    for stage in pipeline.STAGES:
+        print(f"\n=== {args.project}: stage {stage.name} ({stage.config}) ===", flush=True)
+        results[stage.name] = run_stage(args.project, stage, results, extra)
+    print(f"\n=== {args.project}: done ===")
+    for name, result in results.items():
+        print(f"  {name:<12} {result.run_dir}   checkpoint: {result.checkpoint}")
+    print(pipeline.summarize(results), flush=True)
+    return results

@@ -1,0 +1,123 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from shared.cli import AvgenCLI, newest_checkpoint, run_identity_from_config_path
+from tests.conftest import REPO
+
+CONFIG = REPO / "projects" / "specvqgan" / "configs" / "toy_vggishish.yaml"
+
+
+def toy_args(toy_root: Path, tmp_path: Path) -> list[str]:
+    return [
+        "--config", str(CONFIG),
+        f"--data.init_args.dataset.init_args.root={toy_root / 'vggsound'}",
+        f"--data.init_args.cache_dir={tmp_path / 'cache'}",
+        f"--run.root={tmp_path / 'runs'}",
+        "--trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+
+
+def test_run_identity_comes_from_the_config_path(tmp_path):
+    assert run_identity_from_config_path([CONFIG]) == ("specvqgan", "toy_vggishish")
+    assert run_identity_from_config_path([tmp_path / "x.yaml"]) == (None, None)
+
+
+def test_print_config_shows_full_class_paths(toy_root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        AvgenCLI(args=["fit", *toy_args(toy_root, tmp_path), "--model.init_args.lr=0.01", "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "projects.specvqgan.module_classifier.SpectrogramClassifier"
+    assert printed["model"]["init_args"]["lr"] == 0.01
+    assert printed["model"]["init_args"]["net"]["class_path"] == "projects.specvqgan.models.VGGishish"
+    assert printed["data"]["init_args"]["dataset"]["class_path"] == "shared.data.VGGSoundIndex"
+    assert printed["checkpoint"]["every_n_steps"] == 100
+
+
+def test_a_config_outside_projects_needs_a_run_name(toy_root, tmp_path):
+    outside = tmp_path / "mine.yaml"
+    outside.write_text(CONFIG.read_text())
+    args = toy_args(toy_root, tmp_path)
+    args[1] = str(outside)
+    with pytest.raises(ValueError, match="cannot name the run folder"):
+        AvgenCLI(args=["fit", *args, "--trainer.max_steps=1"])
+
+
+def test_fit_writes_one_run_folder_and_resumes_in_it(toy_root, tmp_path):
+    args = ["fit", *toy_args(toy_root, tmp_path), "--trainer.max_steps=3", "--checkpoint.every_n_steps=2"]
+    cli = AvgenCLI(args=args)
+    run = tmp_path / "runs" / "specvqgan" / "toy_vggishish" / "default"
+    assert cli.run_dir == run
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["run"] == {
+        "project": "specvqgan",
+        "experiment": "toy_vggishish",
+        "version": "default",
+        "root": str(tmp_path / "runs"),
+    }
+    assert list(run.glob("events.out.tfevents.*"))
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 3
+    assert not list((run / "checkpoints").glob(".*tmp*"))
+    # the same command with a higher step budget continues this run, in this folder
+    cli = AvgenCLI(args=[*args[:-2], "--trainer.max_steps=5"])
+    assert cli.trainer.global_step == 5
+    assert sorted(p.name for p in (tmp_path / "runs" / "specvqgan" / "toy_vggishish").iterdir()) == [
+        "default"
+    ]
+    # and the saved config reproduces the run by itself
+    again = AvgenCLI(args=["fit", "--config", str(run / "config.yaml"), "--trainer.max_steps=6"])
+    assert again.run_dir == run and again.trainer.global_step == 6
+
+
+def test_newest_checkpoint_prefers_the_latest_write(tmp_path):
+    assert newest_checkpoint(tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.write_bytes(b"1")
+    hpc = tmp_path / "hpc_ckpt_1.ckpt"
+    hpc.write_bytes(b"2")
+    os.utime(last, (time.time() - 60, time.time() - 60))
+    assert newest_checkpoint(tmp_path) == hpc
+    os.utime(hpc, (time.time() - 120, time.time() - 120))
+    assert newest_checkpoint(tmp_path) == last
+
+
+def step_of(path: Path) -> int:
+    return torch.load(path, weights_only=False, map_location="cpu")["global_step"] if path.is_file() else -1
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_step_count(toy_root, tmp_path):
+    total = 40
+    command = [
+        sys.executable,
+        "-m",
+        "shared",
+        "fit",
+        *toy_args(toy_root, tmp_path),
+        f"--trainer.max_steps={total}",
+    ]
+    command.append("--checkpoint.every_n_steps=5")
+    last = tmp_path / "runs" / "specvqgan" / "toy_vggishish" / "default" / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while step_of(last) < 10 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)  # no chance to save anything more
+    proc.wait()
+    killed_at = step_of(last)
+    assert 10 <= killed_at < total
+    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {last.parents[1]}" in resumed.stderr
+    assert step_of(last) == total
