@@ -121,3 +121,33 @@ def test_a_killed_run_resumes_to_the_same_step_count(toy_root, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming {last.parents[1]}" in resumed.stderr
     assert step_of(last) == total
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_it_stopped_at(toy_root, tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "shared",
+        "fit",
+        *toy_args(toy_root, tmp_path),
+        "--trainer.max_steps=100000",
+    ]
+    command.append("--checkpoint.every_n_steps=100000")  # no periodic save: only the interrupt can write one
+    run = tmp_path / "runs" / "specvqgan" / "toy_vggishish" / "default"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 300
+    while not list(run.glob("events.out.tfevents.*")) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(4)  # some training steps
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    stopped_at = step_of(run / "checkpoints" / "last.ckpt")
+    assert stopped_at >= 1
+    command[command.index("--trainer.max_steps=100000")] = f"--trainer.max_steps={stopped_at + 2}"
+    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert step_of(run / "checkpoints" / "last.ckpt") == stopped_at + 2

@@ -95,7 +95,6 @@ def test_codebook_usage_accumulates_over_batches():
     )
 
 
-
 def test_unused_codes_are_restarted_onto_encoder_outputs():
     vq = VectorQuantizer(4, 2, restart_unused_after=3).train()
     vq.embedding.weight.data.copy_(CODEBOOK * 0.01)  # tiny codes, as the official initialisation makes them

@@ -1,0 +1,201 @@
+"""Loading official SpecVQGAN checkpoints (and our own classifier checkpoints) into our modules.
+
+    model = load_official("2021-05-19T22-16-54_vggsound_codebook/checkpoints/epoch_39.ckpt",
+                          "2021-05-19T22-16-54_vggsound_codebook/configs/..-project.yaml")
+    z_q, indices = model.encode(mel * 2 - 1)        # mel [B, 1, 80, 848] in [0, 1]
+    mel_hat = (model.decode(z_q) + 1) / 2
+
+The official codebook is taming-transformers' VQModel; ours is built on diffusers' Encoder/Decoder, so the
+keys are renamed (`down.i.block.j` -> `down_blocks.i.resnets.j`, attention 1x1 convs -> linear layers,
+decoder levels counted from the other end). Every official key is either mapped, or known and
+deliberately left out (the LPAPS copy inside `loss.*`), or reported as unmapped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from projects.specvqgan.models import PatchDiscriminator, SpectrogramVQGAN, VGGishish
+
+log = logging.getLogger(__name__)
+
+_RESNET = {"nin_shortcut": "conv_shortcut"}
+_ATTENTION = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
+
+
+@dataclass
+class ConversionReport:
+    mapped: int = 0
+    dropped: list[str] = field(default_factory=list)  # known official keys we do not need
+    unmapped: list[str] = field(default_factory=list)  # official keys we could not place
+    missing: list[str] = field(default_factory=list)  # our keys the checkpoint did not provide
+
+    def __str__(self) -> str:
+        lines = [f"mapped {self.mapped} tensors, dropped {len(self.dropped)} (LPAPS copy in loss.*)"]
+        if self.unmapped:
+            lines.append(f"could not map {len(self.unmapped)}: {self.unmapped}")
+        if self.missing:
+            lines.append(f"not in the checkpoint {len(self.missing)}: {self.missing}")
+        return "; ".join(lines)
+
+
+def _rename_block(rest: str) -> str:
+    """`block.j.<x>` / `attn.j.<x>` / `downsample.conv` tails -> diffusers names."""
+    if m := re.fullmatch(r"block\.(\d+)\.(\w+)\.(weight|bias)", rest):
+        return f"resnets.{m[1]}.{_RESNET.get(m[2], m[2])}.{m[3]}"
+    if m := re.fullmatch(r"attn\.(\d+)\.(\w+)\.(weight|bias)", rest):
+        return f"attentions.{m[1]}.{_ATTENTION[m[2]]}.{m[3]}"
+    if m := re.fullmatch(r"(downsample|upsample)\.conv\.(weight|bias)", rest):
+        return f"{m[1]}rs.0.conv.{m[2]}"
+    raise KeyError(rest)
+
+
+def _rename_mid(rest: str) -> str:
+    if m := re.fullmatch(r"block_(\d)\.(\w+)\.(weight|bias)", rest):
+        return f"mid_block.resnets.{int(m[1]) - 1}.{_RESNET.get(m[2], m[2])}.{m[3]}"
+    if m := re.fullmatch(r"attn_1\.(\w+)\.(weight|bias)", rest):
+        return f"mid_block.attentions.0.{_ATTENTION[m[1]]}.{m[2]}"
+    raise KeyError(rest)
+
+
+def official_vqgan_key(key: str, n_levels: int) -> str:
+    """Official (taming) VQModel key -> our SpectrogramVQGAN key; KeyError if it has no counterpart."""
+    if key.startswith(("quantize.", "quant_conv.", "post_quant_conv.")):
+        return key
+    part, _, rest = key.partition(".")
+    if part not in ("encoder", "decoder"):
+        raise KeyError(key)
+    if m := re.fullmatch(r"(down|up)\.(\d+)\.(.+)", rest):
+        level = int(m[2]) if m[1] == "down" else n_levels - 1 - int(m[2])
+        return f"{part}.{m[1]}_blocks.{level}.{_rename_block(m[3])}"
+    if rest.startswith("mid."):
+        return f"{part}.{_rename_mid(rest[4:])}"
+    if m := re.fullmatch(r"norm_out\.(weight|bias)", rest):
+        return f"{part}.conv_norm_out.{m[1]}"
+    if re.fullmatch(r"conv_(in|out)\.(weight|bias)", rest):
+        return key
+    raise KeyError(key)
+
+
+def convert_vqgan_state_dict(
+    official: dict[str, torch.Tensor], model: SpectrogramVQGAN
+) -> tuple[dict[str, torch.Tensor], ConversionReport]:
+    report = ConversionReport()
+    ours = model.state_dict()
+    n_levels = len(model.encoder.down_blocks)
+    converted = {}
+    for key, value in official.items():
+        if key.startswith("loss."):
+            report.dropped.append(key)
+            continue
+        try:
+            new_key = official_vqgan_key(key, n_levels)
+        except KeyError:
+            report.unmapped.append(key)
+            continue
+        if new_key not in ours:
+            report.unmapped.append(key)
+            continue
+        converted[new_key] = value.reshape(ours[new_key].shape)  # 1x1 attention convs -> linear
+        report.mapped += 1
+    report.missing = sorted(set(ours) - set(converted))
+    return converted, report
+
+
+def vqgan_from_official_config(config_path: str | Path) -> SpectrogramVQGAN:
+    """Build our codebook model with the sizes in an official (OmegaConf `target`/`params`) YAML."""
+    cfg = OmegaConf.load(config_path)
+    params = cfg.model.params
+    if "first_stage_config" in params:  # a transformer config embeds the codebook's config
+        params = params.first_stage_config.params
+    dd = params.ddconfig
+    if dd.get("double_z", False) or dd.in_channels != dd.out_ch:
+        raise ValueError(f"{config_path}: unsupported codebook ddconfig {OmegaConf.to_container(dd)}")
+    attention_levels = tuple(
+        i for i in range(len(dd.ch_mult)) if dd.resolution // 2**i in set(dd.attn_resolutions)
+    )
+    return SpectrogramVQGAN(
+        n_codes=params.n_embed,
+        embed_dim=params.embed_dim,
+        ch=dd.ch,
+        ch_mult=tuple(dd.ch_mult),
+        num_res_blocks=dd.num_res_blocks,
+        z_channels=dd.z_channels,
+        attention_levels=attention_levels,
+        in_channels=dd.in_channels,
+    )
+
+
+def _lightning_state_dict(ckpt_path: str | Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # official Lightning 1.x pickles
+    if "state_dict" not in ckpt:
+        raise ValueError(
+            f"{ckpt_path}: not a Lightning checkpoint (no 'state_dict'); keys: {list(ckpt)[:10]}"
+        )
+    return ckpt["state_dict"]
+
+
+def load_official(ckpt_path: str | Path, config_path: str | Path) -> SpectrogramVQGAN:
+    """An official codebook checkpoint (`.ckpt` + its YAML) as our SpectrogramVQGAN, in eval mode.
+
+    Raises if any weight of our model is not provided; logs what was mapped, dropped and left unmapped.
+    """
+    model = vqgan_from_official_config(config_path)
+    state, report = convert_vqgan_state_dict(_lightning_state_dict(ckpt_path), model)
+    log.info("%s: %s", ckpt_path, report)
+    if report.missing or report.unmapped:
+        raise ValueError(f"{ckpt_path}: checkpoint does not fit the config {config_path}: {report}")
+    model.load_state_dict(state)
+    model.conversion_report = report
+    return model.eval()
+
+
+def load_official_discriminator(ckpt_path: str | Path) -> PatchDiscriminator:
+    """The PatchGAN stored under `loss.discriminator.*` of an official codebook checkpoint."""
+    prefix = "loss.discriminator."
+    state = {k[len(prefix) :]: v for k, v in _lightning_state_dict(ckpt_path).items() if k.startswith(prefix)}
+    disc = PatchDiscriminator(
+        in_channels=state["main.0.weight"].shape[1], ndf=state["main.0.weight"].shape[0]
+    )
+    disc.load_state_dict(state)
+    return disc.eval()
+
+
+def load_vggishish(path: str | Path, stats_file: str | Path | None = None) -> VGGishish:
+    """A VGGish-ish classifier from our Lightning checkpoint or the official `vggishish16.pt`.
+
+    The official file holds `{'model': state_dict}` of the paper-size network; its input statistics live
+    in a separate text file (`train_means_stds_melspec_10s_22050hz.txt`, 80 rows `mean std`), given as
+    `stats_file`. Our checkpoints carry the statistics in the network's buffers.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "state_dict" in ckpt and "hyper_parameters" in ckpt:
+        from projects.specvqgan.module_classifier import SpectrogramClassifier
+
+        return SpectrogramClassifier.load_from_checkpoint(path, map_location="cpu").net.eval()
+    if "model" in ckpt:
+        state = ckpt["model"]
+        net = VGGishish(n_classes=state["classifier.4.weight"].shape[0])
+        missing = net.load_state_dict(state, strict=False).missing_keys
+        if set(missing) - {"mel_mean", "mel_std"}:
+            raise ValueError(f"{path}: official VGGish-ish checkpoint lacks {missing}")
+        if stats_file is None:
+            raise ValueError(
+                f"{path}: the official VGGish-ish needs its mel statistics file (stats_file=...)"
+            )
+        stats = torch.tensor(
+            [
+                [float(v) for v in line.split()]
+                for line in Path(stats_file).read_text().splitlines()
+                if line.strip()
+            ]
+        )
+        net.set_mel_statistics(stats[:, 0], stats[:, 1])
+        return net.eval()
+    raise ValueError(f"{path}: neither an avgen classifier checkpoint nor an official VGGish-ish file")

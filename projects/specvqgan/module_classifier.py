@@ -1,0 +1,62 @@
+"""Training a spectrogram classifier: VGGish-ish for LPAPS (SpecVQGAN paper sec. 6.1.3).
+
+Cross-entropy on the dataset's labels; Adam lr 3e-4, betas (0.9, 0.999), weight decay 1e-3 (the paper's
+values; the official code used 1e-4); stop when the validation loss has not improved for 5 epochs
+(EarlyStopping in the config). The classifier's input statistics come from the training split.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torchmetrics.classification import MulticlassAccuracy
+
+from projects.specvqgan.models import VGGishish
+
+
+class SpectrogramClassifier(LightningModule):
+    """Batch keys used: `mel` [B, 1, F, T] in [0, 1], `label` [B]."""
+
+    def __init__(
+        self,
+        net: VGGishish,
+        lr: float = 3e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 1e-3,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = net
+        n_classes = net.classifier[-1].out_features
+        self.val_acc = MulticlassAccuracy(n_classes, average="micro")
+
+    def setup(self, stage: str) -> None:
+        # A resumed run's statistics come back with its checkpoint, which Lightning loads after setup.
+        if stage == "fit":
+            datamodule = self.trainer.datamodule
+            if datamodule.n_classes != self.net.classifier[-1].out_features:
+                raise ValueError(
+                    f"{datamodule.dataset} has {datamodule.n_classes} classes but the classifier has "
+                    f"{self.net.classifier[-1].out_features} outputs; set model.net.init_args.n_classes"
+                )
+            self.net.set_mel_statistics(*datamodule.mel_statistics())
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(
+            self.net.parameters(),
+            lr=self.hparams.lr,
+            betas=self.hparams.betas,
+            weight_decay=self.hparams.weight_decay,
+        )
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = F.cross_entropy(self.net(batch["mel"]), batch["label"])
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self.net(batch["mel"])
+        self.val_acc.update(logits, batch["label"])
+        self.log("val/loss", F.cross_entropy(logits, batch["label"]), sync_dist=True, batch_size=len(logits))
+        self.log("val/acc", self.val_acc, prog_bar=True)
