@@ -13,9 +13,10 @@ rules added:
   (`projects/<project>/configs/<experiment>.yaml`) unless `--run.project/--run.experiment` say otherwise;
   the version is `--run.version` (default `default`). The saved config records all three, so
   `avgen fit --config runs/<...>/config.yaml` continues that same run.
-* Start or resume: `--ckpt_path=auto` (the default for `fit`) resumes from the newest checkpoint in the run
-  folder (`checkpoints/last.ckpt` or a SLURM pre-emption `hpc_ckpt_*.ckpt`) and starts fresh when there
-  is none, so the same command serves a first start, a restart after a kill and a requeued job.
+* Start or resume: `--ckpt_path=auto` (the default) resumes from the newest checkpoint in the run folder
+  (`checkpoints/last.ckpt` or a SLURM pre-emption `hpc_ckpt_*.ckpt`) and starts fresh when there is none,
+  so the same command serves a first start, a restart after a kill and a requeued job; `validate`, `test`
+  and `predict` use that checkpoint too.
 * `last.ckpt` always: written atomically every `--checkpoint.every_n_steps` steps, after each validation,
   at the end of training and when the run is interrupted (Ctrl-C, SIGTERM).
 """
@@ -103,7 +104,7 @@ class AvgenCLI(LightningCLI):
                     default_hp_metric=False,
                 ),
             )
-        if self.subcommand == "fit" and cfg.get("ckpt_path") is None:
+        if cfg.get("ckpt_path") is None:
             cfg.ckpt_path = AUTO
         self.run_dir = run_dir
 

@@ -40,11 +40,12 @@ class MelClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def crop(self, mel: np.ndarray) -> np.ndarray:
+    def crop(self, mel: np.ndarray, clip_id: str) -> np.ndarray:
         mel = mel[:, : self.trim_frames]
         if mel.shape[1] < self.crop_frames:
             raise ValueError(
-                f"mel has {mel.shape[1]} frames after trimming, fewer than crop_frames={self.crop_frames}"
+                f"{self.cache.path(clip_id)}: {mel.shape[1]} mel frames after trimming, fewer than "
+                f"crop_frames={self.crop_frames} (is `duration` long enough?)"
             )
         spare = mel.shape[1] - self.crop_frames
         start = np.random.randint(0, spare + 1) if self.random_crop else spare // 2
@@ -52,7 +53,7 @@ class MelClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         record = self.records[i]
-        mel = self.crop(self.cache.load(record.clip_id))
+        mel = self.crop(self.cache.load(record.clip_id), record.clip_id)
         return {
             "mel": torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)).unsqueeze(0),
             "label": record.label_id,

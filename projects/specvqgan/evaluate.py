@@ -8,6 +8,7 @@ on the evaluation split, and the perplexity of the code histogram (n_codes for p
 from __future__ import annotations
 
 import torch
+from torch.utils.data import DataLoader
 
 from projects.specvqgan.data import SpectrogramDataModule
 from projects.specvqgan.models import SpectrogramVQGAN
@@ -17,9 +18,8 @@ from shared.vq import CodebookUsage
 @torch.no_grad()
 def mean_spectrogram(datamodule: SpectrogramDataModule) -> torch.Tensor:
     """Element-wise mean of the training mels, [1, F, T] in [0, 1]."""
-    loader = datamodule.train_dataloader()
     total, count = 0.0, 0
-    for batch in loader:
+    for batch in DataLoader(datamodule.split("train"), batch_size=datamodule.batch_size):
         total = total + batch["mel"].sum(0)
         count += batch["mel"].shape[0]
     return total / count

@@ -87,3 +87,13 @@ def test_codebook_learns_the_toy_spectrograms(classifier_ckpt, toy_root, tmp_pat
     quality = evaluate_codebook(cli.model.autoencoder, cli.datamodule)
     assert quality["l1_reconstruction"] < 0.6 * quality["l1_mean_spectrogram"], quality
     assert quality["codes_used"] >= 0.25, quality
+
+
+def test_a_too_short_duration_names_the_cached_file(toy_root, tmp_path):
+    from projects.specvqgan.data import SpectrogramDataModule
+    from shared.data import VGGSoundIndex
+
+    dm = SpectrogramDataModule(VGGSoundIndex(toy_root / "vggsound"), cache_dir=str(tmp_path), duration=1.0)
+    dm.prepare_data()
+    with pytest.raises(ValueError, match=r"\.npy: 87 mel frames after trimming, fewer than crop_frames=848"):
+        dm.split("valid")[0]
