@@ -104,7 +104,7 @@ class AvgenCLI(LightningCLI):
                     default_hp_metric=False,
                 ),
             )
-        if cfg.get("ckpt_path") is None:
+        if self.subcommand and cfg.get("ckpt_path") is None:
             cfg.ckpt_path = AUTO
         self.run_dir = run_dir
 
