@@ -8,23 +8,26 @@ multiple of 16 so the codebook grid is whole). ImageHear has no audio, so there 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from shared.data import DatasetIndex, FeatureCache, MelFeature, prepare_features
+from shared.data import DatasetIndex, FeatureCache, MelFeature
+from shared.data.loaders import eval_loader, train_loader
 from shared.data.records import ClipRecord
 from shared.files import atomic_path
-
-log = logging.getLogger(__name__)
+from shared.prepare import feature_cache, prepare_dataset
 
 
 class MelClipDataset(Dataset):
-    """Cached mels -> {"mel": [1, 80, crop_frames] in [0, 1], "label": int, "clip_id": str}."""
+    """Cached mels -> {"mel": [1, 80, width] in [0, 1], "label": int, "clip_id": str}.
+
+    `width` is `crop_frames` (the centre crop), or with `random_crop` the whole `trim_frames` window, which
+    `random_crops` then cuts at step time.
+    """
 
     def __init__(
         self,
@@ -42,13 +45,15 @@ class MelClipDataset(Dataset):
 
     def crop(self, mel: np.ndarray, clip_id: str) -> np.ndarray:
         mel = mel[:, : self.trim_frames]
-        if mel.shape[1] < self.crop_frames:
+        needed = self.trim_frames if self.random_crop else self.crop_frames
+        if mel.shape[1] < needed:
             raise ValueError(
-                f"{self.cache.path(clip_id)}: {mel.shape[1]} mel frames after trimming, fewer than "
-                f"crop_frames={self.crop_frames} (is `duration` long enough?)"
+                f"{self.cache.path(clip_id)}: {mel.shape[1]} mel frames, fewer than the {needed} needed "
+                f"(trim_frames={self.trim_frames}, crop_frames={self.crop_frames}; is `duration` long enough?)"
             )
-        spare = mel.shape[1] - self.crop_frames
-        start = np.random.randint(0, spare + 1) if self.random_crop else spare // 2
+        if self.random_crop:
+            return mel
+        start = (mel.shape[1] - self.crop_frames) // 2
         return mel[:, start : start + self.crop_frames]
 
     def __getitem__(self, i: int) -> dict:
@@ -61,12 +66,26 @@ class MelClipDataset(Dataset):
         }
 
 
+def random_crops(mel: torch.Tensor, width: int) -> torch.Tensor:
+    """A random `width`-frame window of each [1, n_mels, frames] item, drawn from torch's global generator."""
+    starts = torch.randint(0, mel.shape[-1] - width + 1, (mel.shape[0],), device=mel.device)
+    frames = starts[:, None] + torch.arange(width, device=mel.device)
+    return torch.gather(mel, -1, frames[:, None, None, :].expand(-1, *mel.shape[1:-1], -1))
+
+
 class SpectrogramDataModule(LightningDataModule):
     """Mel spectrograms and labels of one dataset, prepared once into a feature cache.
 
     Batch keys: `mel` [B, 1, 80, crop_frames] float in [0, 1] (the official feature scale; models rescale
     it), `label` [B] int64 (index in the dataset's sorted label list), `clip_id` list of B str.
-    Splits: train, valid, and test (VAS has none, so test falls back to valid as the official code does).
+    Splits: train, valid, and test (VAS has none, so test falls back to valid as the official code does);
+    `predict` reads `predict_split`. Training resumes mid-epoch on exactly the batches it would have seen.
+    Random crops (`random_crop`, training only) are cut in the main process just before each step, from
+    torch's global generator, whose state every checkpoint carries (`RNGStateCheckpoint`): a resumed run
+    crops as the uninterrupted one would, which crops drawn inside the dataset (prefetched, in workers
+    seeded anew each epoch) would not.
+    outside fit, evaluation and prediction give each process its own clips, each clip once
+    (`shared.data.loaders`).
     Clips that fail to decode are skipped and listed in `<cache_dir>/<dataset>_skipped.tsv`.
     """
 
@@ -82,6 +101,9 @@ class SpectrogramDataModule(LightningDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         prepare_workers: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        predict_split: str = "test",
     ):
         super().__init__()
         self.dataset = dataset
@@ -89,16 +111,12 @@ class SpectrogramDataModule(LightningDataModule):
         self.feature = MelFeature("specvqgan", duration=duration, loop=loop)
         self.trim_frames, self.crop_frames, self.random_crop = trim_frames, crop_frames, random_crop
         self.batch_size, self.num_workers, self.prepare_workers = batch_size, num_workers, prepare_workers
+        self.shuffle, self.seed, self.predict_split = shuffle, seed, predict_split
         self._datasets: dict[str, MelClipDataset] = {}
 
     @property
     def cache(self) -> FeatureCache:
-        params = {
-            **self.feature.params(),
-            "dataset": repr(self.dataset),
-            "root": str(self.dataset.root.resolve()),
-        }
-        return FeatureCache(self.cache_dir / self.dataset.name, "mel", params)
+        return feature_cache(self.cache_dir, self.dataset, "mel", self.feature)
 
     @property
     def n_classes(self) -> int:
@@ -109,13 +127,7 @@ class SpectrogramDataModule(LightningDataModule):
         return self.cache_dir / f"{self.dataset.name}_skipped.tsv"
 
     def prepare_data(self) -> None:
-        records = self.dataset.records()
-        report = self.dataset.report
-        prepare_features(
-            records, self.cache, self.feature, report, self.prepare_workers, desc="mel spectrograms"
-        )
-        report.write(self.report_path)
-        log.info(report.summary(len(records) + len(self.dataset.report), self.report_path))
+        prepare_dataset(self.dataset, {"mel": self.feature}, self.cache_dir, self.prepare_workers)
 
     def split(self, split: str) -> MelClipDataset:
         if split not in self._datasets:
@@ -134,24 +146,26 @@ class SpectrogramDataModule(LightningDataModule):
             )
         return self._datasets[split]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.split(split),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            drop_last=shuffle,
-            persistent_workers=self.num_workers > 0,
-        )
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if self.random_crop and self.trainer is not None and self.trainer.training:
+            batch["mel"] = random_crops(batch["mel"], self.crop_frames)
+        return batch
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+    def train_dataloader(self):
+        return train_loader(self.split("train"), self.batch_size, self.num_workers, self.shuffle, self.seed)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", shuffle=False)
+    def _eval_loader(self, split: str):
+        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        return eval_loader(self.split(split), self.batch_size, self.num_workers, sharded=not fitting)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def val_dataloader(self):
+        return self._eval_loader("valid")
+
+    def test_dataloader(self):
+        return self._eval_loader("test")
+
+    def predict_dataloader(self):
+        return self._eval_loader(self.predict_split)
 
     def mel_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-mel-bin mean and std over the training clips (the classifiers' input normalisation).

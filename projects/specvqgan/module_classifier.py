@@ -10,9 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from projects.specvqgan.models import VGGishish
+from shared.metrics import StageMeans
 
 
 class SpectrogramClassifier(LightningModule):
@@ -29,7 +31,10 @@ class SpectrogramClassifier(LightningModule):
         self.save_hyperparameters()
         self.net = net
         n_classes = net.classifier[-1].out_features
-        self.val_acc = MulticlassAccuracy(n_classes, average="micro")
+        self.accuracy = nn.ModuleDict(
+            {s: MulticlassAccuracy(n_classes, average="micro") for s in ("val", "test")}
+        )
+        self.eval_means = StageMeans(["loss"])
 
     def setup(self, stage: str) -> None:
         # A resumed run's statistics come back with its checkpoint, which Lightning loads after setup.
@@ -55,8 +60,14 @@ class SpectrogramClassifier(LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def _evaluate(self, batch: dict, stage: str) -> None:
         logits = self.net(batch["mel"])
-        self.val_acc.update(logits, batch["label"])
-        self.log("val/loss", F.cross_entropy(logits, batch["label"]), sync_dist=True, batch_size=len(logits))
-        self.log("val/acc", self.val_acc, prog_bar=True)
+        self.eval_means.log(self, stage, {"loss": F.cross_entropy(logits, batch["label"])}, len(logits))
+        self.accuracy[stage].update(logits, batch["label"])
+        self.log(f"{stage}/acc", self.accuracy[stage], prog_bar=stage == "val")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from torch import nn
 
 from projects.specvqgan.models import LPAPS, PatchDiscriminator, SpectrogramVQGAN
+from shared.metrics import StageMeans
 from shared.vq import CodebookUsage
 
 
@@ -47,7 +49,9 @@ class SpecVQGANCodebook(LightningModule):
             from projects.specvqgan.convert import load_vggishish
 
             self.lpaps = LPAPS(load_vggishish(classifier_ckpt))
-        self.val_usage = CodebookUsage(autoencoder.n_codes)
+        names = ["l1", "codebook", "total"] + (["lpaps"] if self.lpaps is not None else [])
+        self.eval_means = StageMeans(names)
+        self.usage = nn.ModuleDict({stage: CodebookUsage(autoencoder.n_codes) for stage in ("val", "test")})
 
     def configure_optimizers(self):
         batch_size = self.trainer.datamodule.batch_size
@@ -60,13 +64,15 @@ class SpecVQGANCodebook(LightningModule):
     def on_train_start(self) -> None:
         self.log("lr", self.optimizers()[0].param_groups[0]["lr"], rank_zero_only=True)
 
-    def _generator_losses(self, x: torch.Tensor, x_hat: torch.Tensor, vq_loss: torch.Tensor) -> dict:
+    def _generator_losses(
+        self, x: torch.Tensor, x_hat: torch.Tensor, vq_loss: torch.Tensor, adversarial: bool = True
+    ) -> dict:
         losses = {"l1": (x - x_hat).abs().mean(), "codebook": vq_loss}
         total = losses["l1"] + self.hparams.codebook_weight * vq_loss
         if self.lpaps is not None:
             losses["lpaps"] = self.lpaps(x, x_hat).mean()
             total = total + self.hparams.perceptual_weight * losses["lpaps"]
-        if self.gan_active:
+        if adversarial and self.gan_active:
             losses["g_adv"] = -self.discriminator(x_hat).mean()
             total = total + self.hparams.disc_weight * losses["g_adv"]
         losses["total"] = total
@@ -99,18 +105,34 @@ class SpecVQGANCodebook(LightningModule):
         self.log("train/l1", losses["l1"].detach(), prog_bar=True)
         self.log("train/perplexity", q.perplexity, prog_bar=True)
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def _evaluate(self, batch: dict, stage: str) -> None:
         x = batch["mel"] * 2 - 1
         x_hat, q = self.autoencoder(x)
-        losses = self._generator_losses(x, x_hat, q.loss)
-        self.val_usage.update(q.indices)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=x.shape[0])
+        self.eval_means.log(self, stage, self._generator_losses(x, x_hat, q.loss, adversarial=False), len(x))
+        self.usage[stage].update(q.indices)
+
+    def _log_usage(self, stage: str) -> None:
+        usage = self.usage[stage].compute()
+        self.log(f"{stage}/codes_used", usage["used_fraction"], prog_bar=stage == "val")
+        self.log(f"{stage}/perplexity", usage["perplexity"])
+        self.usage[stage].reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        usage = self.val_usage.compute()
-        self.log("val/codes_used", usage["used_fraction"], prog_bar=True)
-        self.log("val/perplexity", usage["perplexity"])
-        self.val_usage.reset()
+        self._log_usage("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_usage("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """Reconstructions (mel in [0, 1], [B, F, T]) and codes [B, H, W] of each clip, for a prediction writer."""
+        x_hat, q = self.autoencoder(batch["mel"] * 2 - 1)
+        return {"clip_id": batch["clip_id"], "mel": ((x_hat[:, 0] + 1) / 2).clamp(0, 1), "codes": q.indices}
 
     def examples(self, batch: dict) -> dict[str, torch.Tensor]:
         """Mels in [0, 1], [N, F, T], for the example logger: inputs and their reconstructions."""

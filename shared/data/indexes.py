@@ -56,6 +56,11 @@ class DatasetIndex:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         return [r for r in self.all_records if split is None or r.split == split]
 
+    def identity(self) -> dict[str, str]:
+        """What determines this index's clips: its class and every path it reads, resolved."""
+        paths = {k: str(Path(v).resolve()) for k, v in vars(self).items() if isinstance(v, Path)}
+        return {"index": type(self).__name__, **paths}
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={str(v)!r}" for k, v in vars(self).items() if k not in ("report", "_scanned"))
         return f"{type(self).__name__}({args})"

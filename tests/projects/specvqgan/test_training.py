@@ -95,5 +95,19 @@ def test_a_too_short_duration_names_the_cached_file(toy_root, tmp_path):
 
     dm = SpectrogramDataModule(VGGSoundIndex(toy_root / "vggsound"), cache_dir=str(tmp_path), duration=1.0)
     dm.prepare_data()
-    with pytest.raises(ValueError, match=r"\.npy: 87 mel frames after trimming, fewer than crop_frames=848"):
+    with pytest.raises(ValueError, match=r"\.npy: 87 mel frames, fewer than the 848 needed"):
         dm.split("valid")[0]
+
+
+def test_random_crops_are_windows_of_each_item_drawn_from_the_global_generator():
+    from projects.specvqgan.data import random_crops
+
+    mel = torch.arange(4 * 3 * 10, dtype=torch.float32).reshape(4, 1, 3, 10)
+    torch.manual_seed(0)
+    crops = random_crops(mel, 6)
+    assert crops.shape == (4, 1, 3, 6)
+    starts = [int(c[0, 0, 0] - m[0, 0, 0]) for c, m in zip(crops, mel)]
+    for crop, item, start in zip(crops, mel, starts):
+        assert torch.equal(crop, item[..., start : start + 6])
+    torch.manual_seed(0)
+    assert torch.equal(random_crops(mel, 6), crops)  # reproducible from the global generator's state
