@@ -4,6 +4,8 @@
     avgen fit --config ... --print_config          # the resolved config, nothing runs
     avgen validate --config ...                     # evaluates the run's newest checkpoint
     avgen pipeline --project specvqgan              # all stages of a project's toy pipeline, in order
+    avgen prepare --dataset vggsound --root ... --features mel   # feature caches, resumable, shardable
+    avgen slurm --project tiva --exp default --nodes 2 --gpus 8  # write and submit an sbatch job
 
 A LightningCLI in subclass mode (configs name every class by its full `class_path`), with three house
 rules added:
@@ -18,7 +20,10 @@ rules added:
   so the same command serves a first start, a restart after a kill and a requeued job; `validate`, `test`
   and `predict` use that checkpoint too.
 * `last.ckpt` always: written atomically every `--checkpoint.every_n_steps` steps, after each validation,
-  at the end of training and when the run is interrupted (Ctrl-C, SIGTERM).
+  at the end of training and when the run is interrupted (Ctrl-C, SIGTERM). Under SLURM, the pre-emption
+  signal makes a checkpoint at the next step boundary and requeues the job (`shared.callbacks.slurm`);
+  checkpoints carry the random generator states, and training data loaders resume mid-epoch exactly.
+* `predict` writes each clip's outputs to `<run>/predictions/<key>/<clip_id>.npy` from every process.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from pathlib import Path
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-from shared.callbacks.checkpoint import LastCheckpoint
+from shared.callbacks import ClipPredictionWriter, LastCheckpoint, PreemptionRequeue, RNGStateCheckpoint
 
 AUTO = "auto"
 
@@ -65,6 +71,7 @@ class AvgenCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"parser_mode": "omegaconf"},
             auto_configure_optimizers=False,
+            trainer_defaults={"callbacks": [RNGStateCheckpoint()]},
             args=args,
             run=run,
         )
@@ -77,6 +84,14 @@ class AvgenCLI(LightningCLI):
         parser.add_argument("--run.version", type=str, default="default", help="runs/.../<version>")
         parser.add_argument("--run.root", type=str, default="runs", help="folder that holds all runs")
         parser.add_lightning_class_args(LastCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(PreemptionRequeue, "preemption")
+        parser.add_lightning_class_args(ClipPredictionWriter, "predictions")
+
+    def instantiate_trainer(self, **kwargs):
+        # Under SLURM, pre-emption is PreemptionRequeue's job: Lightning's handler would save mid-step.
+        if SLURMEnvironment.detect() and not self._subconfig.trainer.get("plugins"):
+            kwargs["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+        return super().instantiate_trainer(**kwargs)
 
     @property
     def _subconfig(self) -> Namespace:
@@ -135,6 +150,14 @@ def main(args: list[str] | None = None) -> None:
         from shared.pipeline import main as pipeline_main
 
         pipeline_main(args[1:])
+    elif args and args[0] == "prepare":
+        from shared.prepare import main as prepare_main
+
+        prepare_main(args[1:])
+    elif args and args[0] == "slurm":
+        from shared.slurm import main as slurm_main
+
+        slurm_main(args[1:])
     else:
         AvgenCLI(args=args)
 

@@ -1,6 +1,16 @@
-"""Lightning callbacks shared by every project: checkpoints, example logging."""
+"""Lightning callbacks shared by every project: checkpoints, pre-emption, RNG state, example logging, outputs."""
 
-from shared.callbacks.checkpoint import LastCheckpoint
+from shared.callbacks.checkpoint import LastCheckpoint, save_checkpoint_atomically
 from shared.callbacks.examples import MelExampleLogger
+from shared.callbacks.predictions import ClipPredictionWriter
+from shared.callbacks.rng import RNGStateCheckpoint
+from shared.callbacks.slurm import PreemptionRequeue
 
-__all__ = ["LastCheckpoint", "MelExampleLogger"]
+__all__ = [
+    "ClipPredictionWriter",
+    "LastCheckpoint",
+    "MelExampleLogger",
+    "PreemptionRequeue",
+    "RNGStateCheckpoint",
+    "save_checkpoint_atomically",
+]

@@ -16,6 +16,18 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
 
 
+def save_checkpoint_atomically(trainer: Trainer, path: str | Path) -> Path:
+    """Every rank calls this (saving is collective); rank 0 writes a temporary file and renames it."""
+    path = Path(trainer.strategy.broadcast(str(path)))
+    tmp = path.with_name(f".{path.name}.tmp")
+    if trainer.is_global_zero:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(tmp, weights_only=False)
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+    return path
+
+
 class LastCheckpoint(Checkpoint):
     """Being a `Checkpoint`, it also stops Lightning from adding its default epoch-end ModelCheckpoint."""
 
@@ -30,13 +42,7 @@ class LastCheckpoint(Checkpoint):
     def save(self, trainer: Trainer) -> None:
         if trainer.global_step == self._saved_step or trainer.sanity_checking:
             return
-        path = self.path(trainer)
-        tmp = path.with_name(f".{path.name}.tmp")
-        if trainer.is_global_zero:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp, weights_only=False)  # collective: every rank calls it, rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
+        save_checkpoint_atomically(trainer, self.path(trainer))
         self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
