@@ -9,7 +9,7 @@ ARGS ?=
 TOY ?= data/toy
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train test lint format clean
+.PHONY: help install data train slurm test lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,6 +34,16 @@ ifeq ($(strip $(EXP)),)
 else
 	$(VENV)/bin/avgen fit --config projects/$(PROJECT)/configs/$(EXP).yaml $(ARGS)
 endif
+
+NODES ?= 1
+GPUS ?= 1
+VERSION ?= default
+PARTITION ?= gpu
+ACCOUNT ?= default
+TIME ?= 24:00:00
+slurm: $(VENV)/.installed  ## submit EXP of PROJECT to SLURM: make slurm PROJECT=x EXP=y NODES=2 GPUS=8 [VERSION= PARTITION= ACCOUNT= TIME= ARGS=]
+	$(VENV)/bin/avgen slurm --project $(PROJECT) --exp $(EXP) --nodes $(NODES) --gpus $(GPUS) --version $(VERSION) \
+		--partition $(PARTITION) --account $(ACCOUNT) --time $(TIME) --args "$(ARGS)"
 
 lint: $(VENV)/.installed  ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,112 @@
+"""`avgen prepare`: compute and cache a dataset's features once, resumably, in parallel, shardable.
+
+    avgen prepare --dataset vggsound --root /data/vggsound --features mel --workers 8
+    avgen prepare --dataset vas --root /data/vas --features mel --duration 10 --shard 3/16
+
+Every feature of every clip is one atomically written `.npy` in the feature's cache folder (see
+`shared.data.cache`), the same folder the DataModules read, so training finds the work done. Killed at
+any point, a re-run computes only the clips still missing. `--shard i/n` (or, inside a SLURM array job,
+`SLURM_ARRAY_TASK_ID` of `SLURM_ARRAY_TASK_COUNT`) takes every n-th clip starting at the i-th, so n array
+tasks share a dataset with no overlap. Clips that fail are skipped and listed with the reason in
+`<cache-dir>/<dataset>_skipped[_shard-i-of-n].tsv`; a summary line says how many.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from shared.data import FeatureCache, MelFeature, SkipReport, prepare_features
+from shared.data.indexes import DatasetIndex, ImageHearIndex, VASIndex, VEGASIndex, VGGSoundIndex
+
+log = logging.getLogger(__name__)
+
+DATASETS: dict[str, type[DatasetIndex]] = {
+    "vggsound": VGGSoundIndex,
+    "vas": VASIndex,
+    "imagehear": ImageHearIndex,
+    "vegas": VEGASIndex,
+}
+
+
+def feature_cache(cache_dir: str | Path, index: DatasetIndex, name: str, feature) -> FeatureCache:
+    """The cache of one feature of one dataset; DataModules and `avgen prepare` share it."""
+    return FeatureCache(Path(cache_dir) / index.name, name, {**feature.params(), **index.identity()})
+
+
+def _mel(args: argparse.Namespace):
+    return MelFeature(args.mel_preset, duration=args.duration, loop=not args.no_loop)
+
+
+# name -> factory(parsed arguments) -> feature (callable on a ClipRecord, with params())
+FEATURES: dict[str, Callable[[argparse.Namespace], object]] = {"mel": _mel}
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'i/n' (0-based), else the SLURM array task, else (0, 1)."""
+    if text:
+        index, count = (int(v) for v in text.split("/"))
+    elif "SLURM_ARRAY_TASK_ID" in os.environ:
+        index = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", 0))
+        count = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+    else:
+        index, count = 0, 1
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: need 0 <= index < count")
+    return index, count
+
+
+def prepare_dataset(
+    index: DatasetIndex,
+    features: dict[str, object],
+    cache_dir: str | Path,
+    workers: int = 0,
+    shard: tuple[int, int] = (0, 1),
+) -> dict[str, list]:
+    """Fill the caches of `features` for this shard of the dataset; return the prepared records per feature."""
+    records = sorted(index.records(), key=lambda r: r.clip_id)[shard[0] :: shard[1]]
+    suffix = "" if shard == (0, 1) else f"_shard-{shard[0]}-of-{shard[1]}"
+    report_path = Path(cache_dir) / f"{index.name}_skipped{suffix}.tsv"
+    report = SkipReport(index.name)
+    if shard[0] == 0:
+        report.extend(index.report)  # clips missing from disk are reported once, by the first shard
+    prepared = {}
+    for name, feature in features.items():
+        cache = feature_cache(cache_dir, index, name, feature)
+        prepared[name] = prepare_features(
+            records, cache, feature, report, workers, desc=f"{index.name} {name}"
+        )
+    report.write(report_path)
+    print(report.summary(len(records) + len(index.report) * (shard[0] == 0), report_path), flush=True)
+    return prepared
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="avgen prepare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--root", required=True, help="the dataset's folder, in its official layout")
+    parser.add_argument("--features", default="mel", help=f"comma-separated, from: {', '.join(FEATURES)}")
+    parser.add_argument("--cache-dir", default="data/cache")
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    parser.add_argument("--shard", default=None, help="i/n: every n-th clip from the i-th (0-based)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of audio per clip (mel)")
+    parser.add_argument(
+        "--no-loop", action="store_true", help="zero-pad short clips instead of looping (mel)"
+    )
+    parser.add_argument("--mel-preset", default="specvqgan")
+    parser.add_argument("--media-dir", default="video", help="VGGSound: folder of the clips (video or audio)")
+    args = parser.parse_args(argv)
+    unknown = set(args.features.split(",")) - set(FEATURES)
+    if unknown:
+        parser.error(f"unknown features {sorted(unknown)}; known: {sorted(FEATURES)}")
+    kwargs = {"media_dir": args.media_dir} if args.dataset == "vggsound" else {}
+    index = DATASETS[args.dataset](args.root, **kwargs)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    start = time.time()
+    features = {name: FEATURES[name](args) for name in args.features.split(",")}
+    prepare_dataset(index, features, args.cache_dir, args.workers, parse_shard(args.shard))
+    print(f"avgen prepare: done in {time.time() - start:.1f} s", flush=True)
