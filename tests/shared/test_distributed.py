@@ -145,7 +145,8 @@ RUN = Path("specvqgan") / "toy_vggishish" / "default"
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(toy_root, tmp_path):
-    common = ["--trainer.max_epochs=3", "--trainer.callbacks=[]"]  # shuffled: the samplers agree on global batches
+    # shuffled: the samplers agree on global batches
+    common = ["--trainer.max_epochs=3", "--trainer.callbacks=[]"]
     one, two = tmp_path / "one", tmp_path / "two"
     cli(["fit", *toy(toy_root, one), *common, "--data.init_args.batch_size=12"], tmp_path)
     cli(

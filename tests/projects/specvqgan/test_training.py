@@ -106,8 +106,8 @@ def test_random_crops_are_windows_of_each_item_drawn_from_the_global_generator()
     torch.manual_seed(0)
     crops = random_crops(mel, 6)
     assert crops.shape == (4, 1, 3, 6)
-    starts = [int(c[0, 0, 0] - m[0, 0, 0]) for c, m in zip(crops, mel)]
-    for crop, item, start in zip(crops, mel, starts):
+    starts = [int(c[0, 0, 0] - m[0, 0, 0]) for c, m in zip(crops, mel, strict=True)]
+    for crop, item, start in zip(crops, mel, starts, strict=True):
         assert torch.equal(crop, item[..., start : start + 6])
     torch.manual_seed(0)
     assert torch.equal(random_crops(mel, 6), crops)  # reproducible from the global generator's state
