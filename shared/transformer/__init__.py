@@ -1,0 +1,7 @@
+"""GPT blocks with a preallocated KV cache, and next-token sampling (top-k / top-p / temperature)."""
+
+from shared.transformer.cache import KVCache
+from shared.transformer.gpt import GPT, Block, CausalSelfAttention
+from shared.transformer.sampling import filter_logits, sample_next
+
+__all__ = ["GPT", "Block", "CausalSelfAttention", "KVCache", "filter_logits", "sample_next"]
