@@ -3,6 +3,7 @@
 from shared.audio.griffinlim import GriffinLimVocoder
 from shared.audio.io import decode_audio, load_audio, save_audio
 from shared.audio.mel import PRESETS, MelConfig, MelFrontEnd
+from shared.audio.picture import save_mel_picture
 
 __all__ = [
     "PRESETS",
@@ -12,4 +13,5 @@ __all__ = [
     "decode_audio",
     "load_audio",
     "save_audio",
+    "save_mel_picture",
 ]

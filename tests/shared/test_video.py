@@ -50,3 +50,25 @@ def test_bad_videos_raise_clear_errors(tmp_path):
     sf.write(tmp_path / "sound.wav", np.zeros(1000, np.float32), 16000)
     with pytest.raises(MediaError, match="sound.wav: has no video stream"):
         load_video(tmp_path / "sound.wav")
+
+
+def test_generated_sound_is_muxed_into_the_video_cut_to_its_length(demo_root, tmp_path):
+    import torch
+
+    from shared.audio import load_audio
+    from shared.video import mux_audio
+
+    source = sorted((demo_root / "vas" / "videos").rglob("*.mp4"))[0]
+    t = torch.arange(3 * 22050) / 22050
+    wave = 0.3 * torch.sin(2 * torch.pi * 440 * t)
+    out = mux_audio(source, wave, 22050, tmp_path / "with_sound.mp4")
+    info = video_info(out)
+    assert (info.width, info.height) == (video_info(source).width, video_info(source).height)
+    assert 2.9 < info.duration <= 3.0  # the 10-s video is cut to the 3 s of sound
+    back = load_audio(out, 22050)
+    assert abs(back.shape[0] - wave.shape[0]) < 2048  # AAC adds at most a frame of priming
+    spectrum = torch.fft.rfft(back[4096:-4096]).abs()
+    assert abs(int(spectrum.argmax()) * 22050 / (back.shape[0] - 8192) - 440) < 5  # the tone survived AAC
+    with pytest.raises(ValueError, match="mono waveform"):
+        mux_audio(source, torch.zeros(2, 100), 22050, tmp_path / "bad.mp4")
+    assert not (tmp_path / "bad.mp4").exists()
