@@ -2,6 +2,7 @@
 
     avgen prepare --dataset vggsound --root /data/vggsound --features mel --workers 8
     avgen prepare --dataset vas --root /data/vas --features mel --duration 10 --shard 3/16
+    avgen prepare --dataset vas --root /data/vas --features mel,resnet50 --device cuda
 
 Every feature of every clip is one atomically written `.npy` in the feature's cache folder (see
 `shared.data.cache`), the same folder the DataModules read, so training finds the work done. Killed at
@@ -20,8 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from shared.data import FeatureCache, MelFeature, SkipReport, prepare_features
 from shared.data.indexes import DatasetIndex, ImageHearIndex, VASIndex, VEGASIndex, VGGSoundIndex
+from shared.encoders import ResNetFeature
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,26 @@ def _mel(args: argparse.Namespace):
     return MelFeature(args.mel_preset, duration=args.duration, loop=not args.no_loop)
 
 
+def _resnet(args: argparse.Namespace):
+    """SpecVQGAN's per-frame ResNet-50 features at 21.5 fps, [floor(duration x 21.5), 2048] (215 for 10 s)."""
+    weights = None if args.resnet_weights.lower() == "none" else args.resnet_weights
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    feature = ResNetFeature(
+        args.resnet_arch,
+        weights,
+        fps=args.frame_fps,
+        image_size=args.frame_size,
+        resize=args.frame_resize,
+        duration=args.duration,
+        loop=not args.no_loop,
+        device=device,
+    )
+    feature.model  # noqa: B018  (build now: bad weights stop the run here, and a download happens once)
+    return feature
+
+
 # name -> factory(parsed arguments) -> feature (callable on a ClipRecord, with params())
-FEATURES: dict[str, Callable[[argparse.Namespace], object]] = {"mel": _mel}
+FEATURES: dict[str, Callable[[argparse.Namespace], object]] = {"mel": _mel, "resnet50": _resnet}
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -93,15 +115,32 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--cache-dir", default="data/cache")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--shard", default=None, help="i/n: every n-th clip from the i-th (0-based)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of audio per clip (mel)")
     parser.add_argument(
-        "--no-loop", action="store_true", help="zero-pad short clips instead of looping (mel)"
+        "--duration", type=float, default=10.0, help="seconds per clip (mel: of audio; resnet50: of video)"
+    )
+    parser.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="zero-pad short clips instead of looping (mel); keep their frames untiled (resnet50)",
     )
     parser.add_argument("--mel-preset", default="specvqgan")
+    parser.add_argument("--resnet-arch", default="resnet50", help="torchvision ResNet (resnet50)")
+    parser.add_argument(
+        "--resnet-weights",
+        default="IMAGENET1K_V1",
+        help="weights file (torchvision state dict), torchvision weights name, or 'none' (random, seed 0)",
+    )
+    parser.add_argument("--frame-size", type=int, default=224, help="centre crop of the frames (resnet50)")
+    parser.add_argument(
+        "--frame-resize", type=int, default=None, help="shorter side before the crop (default size x 8/7)"
+    )
+    parser.add_argument("--frame-fps", type=float, default=21.5, help="video frames per second (resnet50)")
+    parser.add_argument("--device", default="auto", help="device of the networks: auto, cpu, cuda, cuda:1")
     parser.add_argument("--media-dir", default="video", help="VGGSound: folder of the clips (video or audio)")
     args = parser.parse_args(argv)
+    args.features = ",".join(name.strip() for name in args.features.split(",") if name.strip())
     unknown = set(args.features.split(",")) - set(FEATURES)
-    if unknown:
+    if unknown or not args.features:
         parser.error(f"unknown features {sorted(unknown)}; known: {sorted(FEATURES)}")
     kwargs = {"media_dir": args.media_dir} if args.dataset == "vggsound" else {}
     index = DATASETS[args.dataset](args.root, **kwargs)

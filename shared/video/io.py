@@ -1,7 +1,11 @@
 """Video decoding with PyAV: RGB frames at a target frame rate and size.
 
 Frames are resampled in time the way a player shows them: output frame k (time k / fps) is the last
-source frame whose timestamp is at or before k / fps (the first source frame for earlier times). Each
+source frame whose timestamp is at or before k / fps (the first source frame for earlier times). With
+`rounding="near"` the choice is instead the one FFmpeg's `fps` filter makes by default (`round=near`):
+each source timestamp is rounded to the nearest output slot, and slot k shows the last source frame whose
+timestamp is before (k + 1/2) / fps, half an output frame later. Datasets prepared by re-encoding with
+`ffmpeg -vf fps=...` (SpecVQGAN/RegNet's 21.5 fps videos) were sampled that way. Each
 frame is scaled by FFmpeg's swscale while decoding, so a long high-resolution video never sits in memory
 at full size; only the scaled frames are kept.
 """
@@ -43,12 +47,17 @@ def load_video(
     fps: float | None = None,
     size: tuple[int, int] | None = None,
     max_seconds: float | None = None,
+    rounding: str = "down",
 ) -> torch.Tensor:
     """Decode RGB frames as uint8 [N, 3, H, W].
 
     fps: output frame rate (None keeps every source frame); size: (height, width) to scale to (None keeps
-    the source size); max_seconds: stop after this much video.
+    the source size); max_seconds: stop after this much video; rounding: which source frame fills an
+    output slot when `fps` is given, "down" (the one on screen at k / fps) or "near" (FFmpeg's `fps`
+    filter, see the module docstring).
     """
+    if rounding not in ("down", "near"):
+        raise ValueError(f"rounding must be 'down' or 'near', not {rounding!r}")
     with open_media(path) as container:
         if not container.streams.video:
             raise MediaError(path, "has no video stream")
@@ -75,12 +84,16 @@ def load_video(
     duration = max(end_time, times[-1])
     if max_seconds is not None:
         duration = min(duration, max_seconds)
-    return _resample(frames, times, fps, duration)
+    return _resample(frames, times, fps, duration, rounding)
 
 
-def _resample(frames: list[np.ndarray], times: list[float], fps: float, duration: float) -> torch.Tensor:
+def _resample(
+    frames: list[np.ndarray], times: list[float], fps: float, duration: float, rounding: str = "down"
+) -> torch.Tensor:
     n_out = max(1, int(np.floor(duration * fps + 1e-6)))
-    targets = np.arange(n_out) / fps
-    idx = np.searchsorted(np.asarray(times), targets + 1e-6, side="right") - 1
+    # "near": time t rounds into slot k iff t * fps < k + 1/2 (FFmpeg rounds halves up)
+    shift = 0.5 / fps - 1e-7 if rounding == "near" else 1e-6
+    targets = np.arange(n_out) / fps + shift
+    idx = np.searchsorted(np.asarray(times), targets, side="right") - 1
     idx = np.clip(idx, 0, len(frames) - 1)
     return torch.from_numpy(np.stack([frames[i] for i in idx])).permute(0, 3, 1, 2).contiguous()

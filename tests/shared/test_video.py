@@ -41,6 +41,19 @@ def test_frames_are_resampled_in_time_and_scaled(tmp_path):
     assert load_video(path, fps=10, max_seconds=1.0).shape[0] == 10
 
 
+def test_near_rounding_picks_frames_as_ffmpegs_fps_filter(tmp_path):
+    path = tmp_path / "count.mp4"
+    write_counting_video(path, fps=20, n_frames=40)
+    # 20 -> 15 fps; slot k: "down" shows the last frame at or before k/15 s, "near" the last one whose
+    # time rounds to slot <= k, i.e. before (k + 1/2)/15 s (FFmpeg's fps filter, round=near)
+    assert frame_index(load_video(path, fps=15))[:7] == [0, 1, 2, 4, 5, 6, 8]
+    assert frame_index(load_video(path, fps=15, rounding="near"))[:7] == [0, 1, 3, 4, 5, 7, 8]
+    # an exact half (source frame 2 at 0.1 s = slot 1/2 at 5 fps) rounds up, into the later slot
+    assert frame_index(load_video(path, fps=5, rounding="near"))[:3] == [1, 5, 9]
+    with pytest.raises(ValueError, match="rounding"):
+        load_video(path, fps=15, rounding="up")
+
+
 def test_bad_videos_raise_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.mp4"):
         load_video(tmp_path / "nope.mp4")
