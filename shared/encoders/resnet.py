@@ -112,7 +112,11 @@ def build_resnet(arch: str = "resnet50", weights: str | Path | None = None, seed
             net = builder(weights=None)
     elif _is_path(str(weights)):
         path = Path(weights)
-        state = {k: v for k, v in _read_state_dict(path).items() if not k.startswith("fc.")}
+        state = {  # float32 whatever the file holds (a half-precision copy loads as float32)
+            k: v.float() if v.is_floating_point() else v
+            for k, v in _read_state_dict(path).items()
+            if not k.startswith("fc.")
+        }
         with torch.device("meta"):  # no random initialisation: every tensor comes from the file
             net = builder(weights=None)
         net.fc = nn.Identity()
