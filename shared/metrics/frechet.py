@@ -86,6 +86,5 @@ class FrechetDistance(FrechetInceptionDistance):
         return mu, (outer - n * np.outer(mu, mu)) / (n - 1)
 
     def compute(self) -> torch.Tensor:
-        return torch.tensor(
-            frechet_distance(*self._statistics(True), *self._statistics(False)), dtype=torch.float64
-        )
+        value = frechet_distance(*self._statistics(True), *self._statistics(False))
+        return torch.tensor(value, dtype=torch.float64, device=self.real_features_sum.device)
