@@ -1,8 +1,13 @@
-"""Training a spectrogram classifier: VGGish-ish for LPAPS (SpecVQGAN paper sec. 6.1.3).
+"""Training a spectrogram classifier: VGGish-ish for LPAPS (SpecVQGAN paper sec. 6.1.3) and Melception for
+the evaluation metrics (sec. 6.1.6, "similar to VGGish-ish").
 
-Cross-entropy on the dataset's labels; Adam lr 3e-4, betas (0.9, 0.999), weight decay 1e-3 (the paper's
-values; the official code used 1e-4); stop when the validation loss has not improved for 5 epochs
-(EarlyStopping in the config). The classifier's input statistics come from the training split.
+Cross-entropy on the dataset's labels; Adam lr 3e-4, betas (0.9, 0.999), weight decay 1e-3 for VGGish-ish
+(the paper's values; the official code used 1e-4) and none for Melception; stop when the validation loss
+has not improved for 5 epochs (EarlyStopping in the config). The classifier's input statistics come from
+the training split.
+
+`net` is any module with `forward(mel01 [B, 1, F, T] in [0, 1]) -> logits [B, n_classes]`, an `n_classes`
+attribute and `set_mel_statistics(mean [F], std [F])` (`models.VGGishish`, `models.Melception`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from projects.specvqgan.models import VGGishish
 from shared.metrics import StageMeans
 
 
@@ -22,7 +26,7 @@ class SpectrogramClassifier(LightningModule):
 
     def __init__(
         self,
-        net: VGGishish,
+        net: nn.Module,
         lr: float = 3e-4,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 1e-3,
@@ -30,7 +34,7 @@ class SpectrogramClassifier(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = net
-        n_classes = net.classifier[-1].out_features
+        n_classes = net.n_classes
         self.accuracy = nn.ModuleDict(
             {s: MulticlassAccuracy(n_classes, average="micro") for s in ("val", "test")}
         )
@@ -40,16 +44,16 @@ class SpectrogramClassifier(LightningModule):
         # A resumed run's statistics come back with its checkpoint, which Lightning loads after setup.
         if stage == "fit":
             datamodule = self.trainer.datamodule
-            if datamodule.n_classes != self.net.classifier[-1].out_features:
+            if datamodule.n_classes != self.net.n_classes:
                 raise ValueError(
                     f"{datamodule.dataset} has {datamodule.n_classes} classes but the classifier has "
-                    f"{self.net.classifier[-1].out_features} outputs; set model.net.init_args.n_classes"
+                    f"{self.net.n_classes} outputs; set model.net.init_args.n_classes"
                 )
             self.net.set_mel_statistics(*datamodule.mel_statistics())
 
     def configure_optimizers(self):
         return torch.optim.Adam(
-            self.net.parameters(),
+            [p for p in self.net.parameters() if p.requires_grad],  # Melception's auxiliary head is frozen
             lr=self.hparams.lr,
             betas=self.hparams.betas,
             weight_decay=self.hparams.weight_decay,

@@ -1,5 +1,17 @@
 """torchmetrics Metrics shared by the projects."""
 
+from shared.metrics.frechet import FrechetDistance, frechet_distance
+from shared.metrics.inception_score import InceptionScore, inception_score
+from shared.metrics.kl import MeanKLDivergence, clip_key_ids, kl_divergence
 from shared.metrics.means import StageMeans
 
-__all__ = ["StageMeans"]
+__all__ = [
+    "FrechetDistance",
+    "InceptionScore",
+    "MeanKLDivergence",
+    "StageMeans",
+    "clip_key_ids",
+    "frechet_distance",
+    "inception_score",
+    "kl_divergence",
+]

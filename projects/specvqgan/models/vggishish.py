@@ -6,7 +6,8 @@ Paper size: widths (64, 128, 256, 512, 512), FC 4096, 309 VGGSound classes, 137,
 `features.N` / `classifier.N` indices match the official checkpoint.
 
 The per-mel-bin input standardisation ((x - mean_f) / std_f, on the [0, 1] mel) is part of the module
-as buffers, so a checkpoint carries the statistics its weights were trained with.
+as buffers (`MelStandardization`, shared with Melception), so a checkpoint carries the statistics its
+weights were trained with.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from functools import partial
 import torch
 from torch import nn
 
+from projects.specvqgan.models.mel_statistics import MelStandardization
+
 VGG16_BLOCKS = (2, 2, 3, 3, 3)  # convs per block
 
 
-class VGGishish(nn.Module):
+class VGGishish(MelStandardization, nn.Module):
     def __init__(
         self,
         n_classes: int = 309,
@@ -30,6 +33,7 @@ class VGGishish(nn.Module):
         fc_init_std: float | None = 0.01,
     ):
         super().__init__()
+        self.n_classes = n_classes
         layers: list[nn.Module] = []
         self.scale_ends: list[int] = []  # index just after the last ReLU of each block (an LPAPS scale)
         in_ch = 1
@@ -49,17 +53,8 @@ class VGGishish(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(fc_dim, n_classes),
         )
-        self.register_buffer("mel_mean", torch.zeros(n_mels))
-        self.register_buffer("mel_std", torch.ones(n_mels))
+        self._init_mel_statistics(n_mels)
         self.apply(partial(_vgg_init, fc_init_std=fc_init_std))
-
-    def set_mel_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.mel_mean.copy_(mean)
-        self.mel_std.copy_(std.clamp_min(1e-5))
-
-    def standardize(self, mel01: torch.Tensor) -> torch.Tensor:
-        """[B, 1, F, T] mel in [0, 1] -> per-bin standardised input."""
-        return (mel01 - self.mel_mean.view(1, 1, -1, 1)) / self.mel_std.view(1, 1, -1, 1)
 
     def scales(self, mel01: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps at the end of each of the five blocks (relu1_2 ... relu5_3), for LPAPS."""
