@@ -2,6 +2,7 @@
 
     avgen prepare --dataset vggsound --root /data/vggsound --features mel --workers 8
     avgen prepare --dataset vas --root /data/vas --features mel --duration 10 --shard 3/16
+    avgen prepare --dataset vggsound --root /data/vggsound --features wave   # waveforms (vocoder training)
 
 Every feature of every clip is one atomically written `.npy` in the feature's cache folder (see
 `shared.data.cache`), the same folder the DataModules read, so training finds the work done. Killed at
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.data import FeatureCache, MelFeature, SkipReport, prepare_features
+from shared.data import FeatureCache, MelFeature, SkipReport, WaveFeature, prepare_features
 from shared.data.indexes import DatasetIndex, ImageHearIndex, VASIndex, VEGASIndex, VGGSoundIndex
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,12 @@ def _mel(args: argparse.Namespace):
     return MelFeature(args.mel_preset, duration=args.duration, loop=not args.no_loop)
 
 
+def _wave(args: argparse.Namespace):
+    return WaveFeature(args.sample_rate, duration=args.duration, loop=not args.no_loop)
+
+
 # name -> factory(parsed arguments) -> feature (callable on a ClipRecord, with params())
-FEATURES: dict[str, Callable[[argparse.Namespace], object]] = {"mel": _mel}
+FEATURES: dict[str, Callable[[argparse.Namespace], object]] = {"mel": _mel, "wave": _wave}
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -93,10 +98,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--cache-dir", default="data/cache")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--shard", default=None, help="i/n: every n-th clip from the i-th (0-based)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of audio per clip (mel)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of audio per clip (mel, wave)")
     parser.add_argument(
-        "--no-loop", action="store_true", help="zero-pad short clips instead of looping (mel)"
+        "--no-loop", action="store_true", help="zero-pad short clips instead of looping (mel, wave)"
     )
+    parser.add_argument("--sample-rate", type=int, default=22050, help="wave: sampling rate in Hz")
     parser.add_argument("--mel-preset", default="specvqgan")
     parser.add_argument("--media-dir", default="video", help="VGGSound: folder of the clips (video or audio)")
     args = parser.parse_args(argv)
