@@ -2,7 +2,15 @@
 
 from projects.specvqgan.models.discriminator import PatchDiscriminator
 from projects.specvqgan.models.lpaps import LPAPS
+from projects.specvqgan.models.melgan import MelGANDiscriminator, MelGANGenerator
 from projects.specvqgan.models.vggishish import VGGishish
 from projects.specvqgan.models.vqgan import SpectrogramVQGAN
 
-__all__ = ["LPAPS", "PatchDiscriminator", "SpectrogramVQGAN", "VGGishish"]
+__all__ = [
+    "LPAPS",
+    "MelGANDiscriminator",
+    "MelGANGenerator",
+    "PatchDiscriminator",
+    "SpectrogramVQGAN",
+    "VGGishish",
+]
