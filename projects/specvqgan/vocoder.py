@@ -11,6 +11,7 @@ Whatever the source, the result is a `Vocoder`: inference only (eval mode, no gr
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -52,12 +53,17 @@ def _melgan(generator: MelGANGenerator, preset: str) -> Vocoder:
     return Vocoder(generator.eval().remove_weight_norm(), "melgan", cfg.sample_rate, cfg.hop_length)
 
 
-def load_generator_checkpoint(path: str | Path) -> MelGANGenerator:
-    """The generator of a checkpoint of our vocoder stage (`module_vocoder.MelGANVocoder`).
+def _read_safely(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path}: holds Python objects beyond tensors and plain values; refusing to unpickle it "
+            f"(torch.load weights_only=True): {str(err).splitlines()[0]}"
+        ) from err
 
-    Read with `weights_only=True`: nothing in the file is executed; the generator's sizes are stored in
-    the checkpoint next to its weights."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+
+def _generator_from_checkpoint(ckpt: dict, path: Path) -> MelGANGenerator:
     if GENERATOR_CONFIG_KEY not in ckpt:
         raise ValueError(
             f"{path}: a Lightning checkpoint but not of the vocoder stage (no '{GENERATOR_CONFIG_KEY}')"
@@ -68,6 +74,14 @@ def load_generator_checkpoint(path: str | Path) -> MelGANGenerator:
         {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     )
     return generator.eval()
+
+
+def load_generator_checkpoint(path: str | Path) -> MelGANGenerator:
+    """The generator of a checkpoint of our vocoder stage (`module_vocoder.MelGANVocoder`), in eval mode.
+
+    Read with `weights_only=True`, so nothing in the file is executed; the generator's sizes are stored
+    in the checkpoint next to its weights."""
+    return _generator_from_checkpoint(_read_safely(Path(path)), Path(path))
 
 
 def load_vocoder(path: str | Path | None, preset: str = "specvqgan", griffin_lim_iters: int = 32) -> Vocoder:
@@ -85,7 +99,7 @@ def load_vocoder(path: str | Path | None, preset: str = "specvqgan", griffin_lim
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such vocoder checkpoint, file or folder")
     if path.is_file():
-        head = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(head, dict) and "state_dict" in head:
-            return _melgan(load_generator_checkpoint(path), preset)
+        ckpt = _read_safely(path)
+        if isinstance(ckpt, dict) and "state_dict" in ckpt:
+            return _melgan(_generator_from_checkpoint(ckpt, path), preset)
     return _melgan(load_official_melgan(path), preset)
