@@ -3,6 +3,7 @@
     avgen prepare --dataset vggsound --root /data/vggsound --features mel --workers 8
     avgen prepare --dataset vas --root /data/vas --features mel --duration 10 --shard 3/16
     avgen prepare --dataset vas --root /data/vas --features mel,resnet50 --device cuda
+    avgen prepare --dataset vggsound --root /data/vggsound --features wave   # waveforms (vocoder training)
 
 Every feature of every clip is one atomically written `.npy` in the feature's cache folder (see
 `shared.data.cache`), the same folder the DataModules read, so training finds the work done. Killed at
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from shared.data import FeatureCache, MelFeature, SkipReport, prepare_features
+from shared.data import FeatureCache, MelFeature, SkipReport, WaveFeature, prepare_features
 from shared.data.indexes import DatasetIndex, ImageHearIndex, VASIndex, VEGASIndex, VGGSoundIndex
 from shared.encoders import ResNetFeature
 
@@ -64,8 +65,16 @@ def _resnet(args: argparse.Namespace):
     return feature
 
 
+def _wave(args: argparse.Namespace):
+    return WaveFeature(args.sample_rate, duration=args.duration, loop=not args.no_loop)
+
+
 # name -> factory(parsed arguments) -> feature (callable on a ClipRecord, with params())
-FEATURES: dict[str, Callable[[argparse.Namespace], object]] = {"mel": _mel, "resnet50": _resnet}
+FEATURES: dict[str, Callable[[argparse.Namespace], object]] = {
+    "mel": _mel,
+    "resnet50": _resnet,
+    "wave": _wave,
+}
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -116,13 +125,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--shard", default=None, help="i/n: every n-th clip from the i-th (0-based)")
     parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds per clip (mel: of audio; resnet50: of video)"
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds per clip (mel, wave: of audio; resnet50: of video)",
     )
     parser.add_argument(
         "--no-loop",
         action="store_true",
-        help="zero-pad short clips instead of looping (mel); keep their frames untiled (resnet50)",
+        help="zero-pad short clips instead of looping (mel, wave); keep their frames untiled (resnet50)",
     )
+    parser.add_argument("--sample-rate", type=int, default=22050, help="wave: sampling rate in Hz")
     parser.add_argument("--mel-preset", default="specvqgan")
     parser.add_argument("--resnet-arch", default="resnet50", help="torchvision ResNet (resnet50)")
     parser.add_argument(

@@ -27,3 +27,18 @@ class MelFeature:
     def __call__(self, record: ClipRecord) -> np.ndarray:
         wave = load_audio(record.path, self.front_end.sample_rate, duration=self.duration, loop=self.loop)
         return self.front_end(wave.unsqueeze(0))[0].numpy().astype(np.float32)
+
+
+class WaveFeature:
+    """A clip's audio as a mono float32 waveform [round(duration * sample_rate)], cut, looped or padded as
+    `MelFeature` does (the waveforms a vocoder trains on: SpecVQGAN's `<clip>_audio.npy`, card sec. 1)."""
+
+    def __init__(self, sample_rate: int = 22050, duration: float = 10.0, loop: bool = True):
+        self.sample_rate, self.duration, self.loop = sample_rate, duration, loop
+
+    def params(self) -> dict:
+        return {"sample_rate": self.sample_rate, "duration": self.duration, "loop": self.loop}
+
+    def __call__(self, record: ClipRecord) -> np.ndarray:
+        wave = load_audio(record.path, self.sample_rate, duration=self.duration, loop=self.loop)
+        return wave.numpy().astype(np.float32)

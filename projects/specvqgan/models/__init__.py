@@ -3,7 +3,16 @@
 from projects.specvqgan.models.discriminator import PatchDiscriminator
 from projects.specvqgan.models.lpaps import LPAPS
 from projects.specvqgan.models.melception import Melception
+from projects.specvqgan.models.melgan import MelGANDiscriminator, MelGANGenerator
 from projects.specvqgan.models.vggishish import VGGishish
 from projects.specvqgan.models.vqgan import SpectrogramVQGAN
 
-__all__ = ["LPAPS", "Melception", "PatchDiscriminator", "SpectrogramVQGAN", "VGGishish"]
+__all__ = [
+    "LPAPS",
+    "MelGANDiscriminator",
+    "MelGANGenerator",
+    "Melception",
+    "PatchDiscriminator",
+    "SpectrogramVQGAN",
+    "VGGishish",
+]

@@ -18,7 +18,9 @@ def test_every_config_resolves(config, capsys):
     assert exit_info.value.code == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["model"]["class_path"].startswith("projects.specvqgan.")
-    assert resolved["data"]["class_path"] == "projects.specvqgan.data.SpectrogramDataModule"
+    waveforms = resolved["model"]["class_path"] == "projects.specvqgan.module_vocoder.MelGANVocoder"
+    expected = "data_audio.WaveformDataModule" if waveforms else "data.SpectrogramDataModule"
+    assert resolved["data"]["class_path"] == f"projects.specvqgan.{expected}"
 
 
 @pytest.mark.parametrize(
@@ -43,3 +45,11 @@ def test_paper_vggishish_config_builds_at_the_paper_size(tmp_path):
     config = REPO / "projects" / "specvqgan" / "configs" / "vggsound_vggishish.yaml"
     cli = AvgenCLI(args=["--config", str(config), f"--run.root={tmp_path}"], run=False)
     assert n_params(cli.model.net) == 137_622_517
+
+
+def test_paper_vocoder_config_builds_at_the_paper_size(tmp_path):
+    config = REPO / "projects" / "specvqgan" / "configs" / "vggsound_vocoder.yaml"
+    cli = AvgenCLI(args=["--config", str(config), f"--run.root={tmp_path}"], run=False)
+    assert n_params(cli.model.generator) == 4_266_050  # reference card sec. 7
+    assert n_params(cli.model.discriminator) == 16_924_086
+    assert cli.datamodule.batch_size == 64 and cli.datamodule.segment_length == 8192
