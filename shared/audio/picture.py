@@ -14,7 +14,9 @@ from PIL import Image
 
 from shared.files import atomic_path
 
-_RAMP = np.array([[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]], dtype=np.float32)
+_RAMP = np.array(
+    [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]], dtype=np.float32
+)
 
 
 def save_mel_picture(mel: torch.Tensor | np.ndarray, path: str | Path, scale: int = 2) -> Path:

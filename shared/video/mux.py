@@ -17,7 +17,9 @@ from shared.files import atomic_path
 from shared.media import MediaError, open_media
 
 
-def mux_audio(video_path: str | Path, wave: torch.Tensor | np.ndarray, sample_rate: int, out_path: str | Path) -> Path:
+def mux_audio(
+    video_path: str | Path, wave: torch.Tensor | np.ndarray, sample_rate: int, out_path: str | Path
+) -> Path:
     """Write `out_path` (mp4): the video of `video_path`, cut to the audio's length, with `wave` [T] as sound."""
     wave = np.asarray(wave.detach().cpu() if isinstance(wave, torch.Tensor) else wave, dtype=np.float32)
     if wave.ndim != 1 or wave.size == 0:
