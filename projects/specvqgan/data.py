@@ -18,15 +18,18 @@ from torch.utils.data import Dataset
 from shared.data import DatasetIndex, FeatureCache, MelFeature
 from shared.data.loaders import eval_loader, train_loader
 from shared.data.records import ClipRecord
+from shared.encoders.frames import select_frames
 from shared.files import atomic_path
 from shared.prepare import feature_cache, prepare_dataset
 
 
 class MelClipDataset(Dataset):
-    """Cached mels -> {"mel": [1, 80, width] in [0, 1], "label": int, "clip_id": str}.
+    """Cached mels -> {"mel": [1, 80, width] in [0, 1], "label": int, "clip_id": str} (+ "frame_feats" [k, D]).
 
     `width` is `crop_frames` (the centre crop), or with `random_crop` the whole `trim_frames` window, which
-    `random_crops` then cuts at step time.
+    `random_crops` then cuts at step time. With a visual feature cache, each clip's frame features go
+    through the official chain (`shared.encoders.frames.select_frames`: pad/trim to `feat_len`, centre crop
+    to `feat_crop`, k = `n_feats` evenly spread frames).
     """
 
     def __init__(
@@ -36,9 +39,12 @@ class MelClipDataset(Dataset):
         trim_frames: int,
         crop_frames: int,
         random_crop: bool = False,
+        visual_cache: FeatureCache | None = None,
+        frames: tuple[int, int, int] = (212, 215, 212),
     ):
         self.records, self.cache = records, cache
         self.trim_frames, self.crop_frames, self.random_crop = trim_frames, crop_frames, random_crop
+        self.visual_cache, self.frames = visual_cache, frames
 
     def __len__(self) -> int:
         return len(self.records)
@@ -59,11 +65,16 @@ class MelClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         record = self.records[i]
         mel = self.crop(self.cache.load(record.clip_id), record.clip_id)
-        return {
+        item = {
             "mel": torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)).unsqueeze(0),
             "label": record.label_id,
             "clip_id": record.clip_id,
         }
+        if self.visual_cache is not None:
+            n_feats, feat_len, feat_crop = self.frames
+            feats = select_frames(self.visual_cache.load(record.clip_id), n_feats, feat_len, feat_crop)
+            item["frame_feats"] = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
+        return item
 
 
 def random_crops(mel: torch.Tensor, width: int) -> torch.Tensor:
@@ -77,7 +88,9 @@ class SpectrogramDataModule(LightningDataModule):
     """Mel spectrograms and labels of one dataset, prepared once into a feature cache.
 
     Batch keys: `mel` [B, 1, 80, crop_frames] float in [0, 1] (the official feature scale; models rescale
-    it), `label` [B] int64 (index in the dataset's sorted label list), `clip_id` list of B str.
+    it), `label` [B] int64 (index in the dataset's sorted label list), `clip_id` list of B str; with
+    `visual` (a per-frame video feature such as `shared.encoders.ResNetFeature`, or the official feature
+    files through `shared.encoders.OfficialFeatureFiles`), also `frame_feats` [B, n_feats, D].
     Splits: train, valid, and test (VAS has none, so test falls back to valid as the official code does);
     `predict` reads `predict_split`. Training resumes mid-epoch on exactly the batches it would have seen.
     Random crops (`random_crop`, training only) are cut in the main process just before each step, from
@@ -104,6 +117,10 @@ class SpectrogramDataModule(LightningDataModule):
         shuffle: bool = True,
         seed: int = 0,
         predict_split: str = "test",
+        visual: object | None = None,
+        n_feats: int = 212,
+        feat_len: int = 215,
+        feat_crop: int = 212,
     ):
         super().__init__()
         self.dataset = dataset
@@ -112,6 +129,7 @@ class SpectrogramDataModule(LightningDataModule):
         self.trim_frames, self.crop_frames, self.random_crop = trim_frames, crop_frames, random_crop
         self.batch_size, self.num_workers, self.prepare_workers = batch_size, num_workers, prepare_workers
         self.shuffle, self.seed, self.predict_split = shuffle, seed, predict_split
+        self.visual, self.frames = visual, (n_feats, feat_len, feat_crop)
         self._datasets: dict[str, MelClipDataset] = {}
 
     @property
@@ -126,8 +144,18 @@ class SpectrogramDataModule(LightningDataModule):
     def report_path(self) -> Path:
         return self.cache_dir / f"{self.dataset.name}_skipped.tsv"
 
+    @property
+    def features(self) -> dict[str, object]:
+        return {"mel": self.feature} | ({self.visual.name: self.visual} if self.visual is not None else {})
+
+    @property
+    def visual_cache(self) -> FeatureCache | None:
+        if self.visual is None:
+            return None
+        return feature_cache(self.cache_dir, self.dataset, self.visual.name, self.visual)
+
     def prepare_data(self) -> None:
-        prepare_dataset(self.dataset, {"mel": self.feature}, self.cache_dir, self.prepare_workers)
+        prepare_dataset(self.dataset, self.features, self.cache_dir, self.prepare_workers)
 
     def split(self, split: str) -> MelClipDataset:
         if split not in self._datasets:
@@ -135,14 +163,17 @@ class SpectrogramDataModule(LightningDataModule):
             records = self.dataset.records(split)
             if not records and split == "test":
                 records = self.dataset.records("valid")
-            available = [r for r in records if cache.has(r.clip_id)]
+            visual = self.visual_cache
+            available = [
+                r for r in records if cache.has(r.clip_id) and (visual is None or visual.has(r.clip_id))
+            ]
             if not available:
                 raise RuntimeError(
                     f"{self.dataset}: no prepared clips in split {split!r} (see {self.report_path})"
                 )
             random_crop = self.random_crop and split == "train"
             self._datasets[split] = MelClipDataset(
-                available, cache, self.trim_frames, self.crop_frames, random_crop
+                available, cache, self.trim_frames, self.crop_frames, random_crop, visual, self.frames
             )
         return self._datasets[split]
 

@@ -2,8 +2,8 @@
 
 - `ResNetFrameFeatures` / `ResNetFeature`: per-frame torchvision ResNet features of a video (SpecVQGAN's
   ResNet-50 condition) as a module and as a feature for the cache (`avgen prepare --features resnet50`);
-- `load_official_features`, `load_official_bninception`: SpecVQGAN's released `.pkl` features, read
-  without executing anything a pickle names;
+- `load_official_features`, `load_official_bninception`, `OfficialFeatureFiles` (a cache feature):
+  SpecVQGAN's released `.pkl` features, read without executing anything a pickle names;
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
@@ -20,6 +20,7 @@ from shared.encoders.frames import (
     select_frames,
 )
 from shared.encoders.official import (
+    OfficialFeatureFiles,
     SafeUnpickler,
     UnsafePickleError,
     load_official_bninception,
@@ -30,6 +31,7 @@ from shared.encoders.resnet import ResNetFeature, ResNetFrameFeatures, build_res
 __all__ = [
     "CROP_LEN",
     "FEAT_LEN",
+    "OfficialFeatureFiles",
     "ResNetFeature",
     "ResNetFrameFeatures",
     "SafeUnpickler",

@@ -104,3 +104,33 @@ def load_official_bninception(rgb_path: str | Path, flow_path: str | Path) -> np
             "RGB and flow features of one clip must have the same length"
         )
     return np.concatenate([rgb, flow], axis=1)
+
+
+class OfficialFeatureFiles:
+    """The official pre-extracted features of a dataset as a feature for the cache: float32 [T, D].
+
+    `rgb` (and `flow`, for BN-Inception RGB + flow) are path patterns under `root` with the fields
+    `{clip_id}`, `{label}` and `{name}` (the clip id's last `/` part), e.g.
+    VGGSound `feature_resnet50_dim2048_21.5fps/{clip_id}.pkl`, VAS
+    `{label}/feature_resnet50_dim2048_21.5fps/{name}.pkl`, VAS BN-Inception `rgb=`
+    `{label}/feature_rgb_bninception_dim1024_21.5fps/{name}.pkl` with `flow=` `.../feature_flow_...`.
+    Each file is read once, safely, and cached as `.npy` like any computed feature.
+    """
+
+    name = "official_features"  # the cache folder's name
+
+    def __init__(self, root: str | Path, rgb: str, flow: str | None = None):
+        self.root, self.rgb, self.flow = Path(root), rgb, flow
+
+    def params(self) -> dict:
+        return {"official_features": str(self.root.resolve()), "rgb": self.rgb, "flow": self.flow}
+
+    def _path(self, pattern: str, record) -> Path:
+        return self.root / pattern.format(
+            clip_id=record.clip_id, label=record.label, name=record.clip_id.rsplit("/", 1)[-1]
+        )
+
+    def __call__(self, record) -> np.ndarray:
+        if self.flow is None:
+            return load_official_features(self._path(self.rgb, record))
+        return load_official_bninception(self._path(self.rgb, record), self._path(self.flow, record))

@@ -239,6 +239,8 @@ class ResNetFeature:
     network is built on first use, in the process that computes (preparation workers each build their own).
     """
 
+    name = "resnet50"  # the cache folder's name, as `avgen prepare --features resnet50` writes it
+
     def __init__(
         self,
         arch: str = "resnet50",
