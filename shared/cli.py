@@ -6,6 +6,7 @@
     avgen pipeline --project specvqgan              # all stages of a project's toy pipeline, in order
     avgen prepare --dataset vggsound --root ... --features mel   # feature caches, resumable, shardable
     avgen slurm --project tiva --exp default --nodes 2 --gpus 8  # write and submit an sbatch job
+    avgen generate --project specvqgan --video clip.mp4 --out clip_with_sound.mp4 --run runs/...
 
 A LightningCLI in subclass mode (configs name every class by its full `class_path`), with three house
 rules added:
@@ -144,6 +145,23 @@ class AvgenCLI(LightningCLI):
         self._resolve_auto_checkpoint()
 
 
+def generate(argv: list[str]) -> None:
+    """`avgen generate --project X ...`: hands the other arguments to `projects.X.generate.main`."""
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="avgen generate", add_help=False)
+    parser.add_argument("--project", required=True)
+    known, rest = parser.parse_known_args(argv)
+    try:
+        module = importlib.import_module(f"projects.{known.project}.generate")
+    except ModuleNotFoundError as error:
+        raise SystemExit(
+            f"avgen generate: project {known.project!r} has no generate command ({error})"
+        ) from None
+    module.main(rest)
+
+
 def main(args: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if args is None else args)
     if args and args[0] == "pipeline":
@@ -154,6 +172,8 @@ def main(args: list[str] | None = None) -> None:
         from shared.prepare import main as prepare_main
 
         prepare_main(args[1:])
+    elif args and args[0] == "generate":
+        generate(args[1:])
     elif args and args[0] == "slurm":
         from shared.slurm import main as slurm_main
 

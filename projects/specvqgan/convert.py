@@ -22,6 +22,7 @@ import torch
 from omegaconf import OmegaConf
 
 from projects.specvqgan.models import PatchDiscriminator, SpectrogramVQGAN, VGGishish
+from projects.specvqgan.models.sampler import VisualCodeSampler
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ class ConversionReport:
     missing: list[str] = field(default_factory=list)  # our keys the checkpoint did not provide
 
     def __str__(self) -> str:
-        lines = [f"mapped {self.mapped} tensors, dropped {len(self.dropped)} (LPAPS copy in loss.*)"]
+        lines = [
+            f"mapped {self.mapped} tensors, dropped {len(self.dropped)} (LPAPS copy, masks, permutations)"
+        ]
         if self.unmapped:
             lines.append(f"could not map {len(self.unmapped)}: {self.unmapped}")
         if self.missing:
@@ -141,19 +144,116 @@ def _lightning_state_dict(ckpt_path: str | Path) -> dict[str, torch.Tensor]:
     return ckpt["state_dict"]
 
 
-def load_official(ckpt_path: str | Path, config_path: str | Path) -> SpectrogramVQGAN:
-    """An official codebook checkpoint (`.ckpt` + its YAML) as our SpectrogramVQGAN, in eval mode.
+def load_official(ckpt_path: str | Path, config_path: str | Path) -> SpectrogramVQGAN | VisualCodeSampler:
+    """An official checkpoint (`.ckpt` + its YAML) as our module, in eval mode.
 
-    Raises if any weight of our model is not provided; logs what was mapped, dropped and left unmapped.
+    A codebook checkpoint gives our SpectrogramVQGAN; a transformer checkpoint (which includes its
+    codebook) gives a VisualCodeSampler whose `forward(codes, feats)` and `sample(feats, ...)` work on the
+    official (column-major) code order. Raises if any weight of our model is not provided; logs what was
+    mapped, dropped and left unmapped.
     """
-    model = vqgan_from_official_config(config_path)
-    state, report = convert_vqgan_state_dict(_lightning_state_dict(ckpt_path), model)
+    official = _lightning_state_dict(ckpt_path)
+    if any(k.startswith("transformer.") for k in official):
+        model, state, report = _convert_sampler(official, config_path)
+    else:
+        model = vqgan_from_official_config(config_path)
+        state, report = convert_vqgan_state_dict(official, model)
     log.info("%s: %s", ckpt_path, report)
     if report.missing or report.unmapped:
         raise ValueError(f"{ckpt_path}: checkpoint does not fit the config {config_path}: {report}")
     model.load_state_dict(state)
     model.conversion_report = report
     return model.eval()
+
+
+def _convert_sampler(
+    official: dict[str, torch.Tensor], config_path: str | Path
+) -> tuple[VisualCodeSampler, dict[str, torch.Tensor], ConversionReport]:
+    """Official Net2NetTransformer (GPTFeats / GPTClass / GPTFeatsClass + its VQModel) -> our sampler."""
+    cfg = OmegaConf.load(config_path).model.params
+    gpt = cfg.transformer_config.params.GPT_config
+    permuter = cfg.first_stage_permuter_config.params
+    if not cfg.first_stage_permuter_config.target.endswith("ColumnMajor"):
+        raise ValueError(f"{config_path}: only the column-major permuter of the paper is supported")
+    kind = cfg.transformer_config.target.rsplit(".", 1)[-1]
+    feats_key = {
+        "GPTFeats": "transformer.embedder.weight",
+        "GPTFeatsClass": "transformer.feat_embedder.weight",
+    }
+    feat_weight = official.get(feats_key.get(kind, ""))
+    if feat_weight is not None and feat_weight.dim() != 3:
+        raise ValueError(f"{config_path}: only the Conv1d feature embedder is supported, got {kind}")
+    cls_key = {"GPTClass": "transformer.embedder.weight", "GPTFeatsClass": "transformer.cls_embedder.weight"}
+    cls_weight = official.get(cls_key.get(kind, ""))
+    if feat_weight is None and cls_weight is None:
+        raise ValueError(f"{config_path}: unsupported transformer {cfg.transformer_config.target}")
+    grid = (permuter.H, permuter.W)
+    n_feats = gpt.block_size - grid[0] * grid[1] - (cls_weight is not None)
+    model = VisualCodeSampler(
+        vqgan_from_official_config(config_path),
+        grid=grid,
+        feat_dim=None if feat_weight is None else feat_weight.shape[1],
+        n_feats=n_feats,
+        n_classes=None if cls_weight is None else cls_weight.shape[0],
+        n_layer=gpt.n_layer,
+        n_head=gpt.n_head,
+        n_embd=gpt.n_embd,
+    )
+    codebook_state, report = convert_vqgan_state_dict(
+        {
+            k.removeprefix("first_stage_model."): v
+            for k, v in official.items()
+            if k.startswith("first_stage_model.")
+        },
+        model.codebook,
+    )
+    state = {f"codebook.{k}": v for k, v in codebook_state.items()}
+    report.missing = [f"codebook.{k}" for k in report.missing]
+    renames = {
+        "transformer.embedder.": "cls_embedder." if kind == "GPTClass" else "embedder.",
+        "transformer.feat_embedder.": "embedder.",
+        "transformer.cls_embedder.": "cls_embedder.",
+        "transformer.": "gpt.",
+    }
+    order = model.order
+    for key, value in official.items():
+        if key.startswith("first_stage_model."):
+            continue
+        if key.startswith("first_stage_permuter."):
+            expected = order if key.endswith("forward_shuffle_idx") else torch.argsort(order)
+            if not torch.equal(value.long().cpu(), expected.cpu()):
+                raise ValueError(f"{key} is not the column-major order of a {grid} grid")
+            report.dropped.append(key)
+        elif key.endswith(".attn.mask"):  # the causal mask is implied by the attention kernel
+            report.dropped.append(key)
+        else:
+            prefix = next(p for p in renames if key.startswith(p)) if key.startswith("transformer.") else None
+            if prefix is None:
+                report.unmapped.append(key)
+                continue
+            state[renames[prefix] + key[len(prefix) :]] = value
+            report.mapped += 1
+    ours = {k for k in model.state_dict()}
+    report.unmapped += sorted(set(state) - ours)
+    report.missing = sorted(ours - set(state))
+    return model, state, report
+
+
+def load_codebook(ckpt_path: str | Path) -> tuple[SpectrogramVQGAN, dict]:
+    """Our codebook stage's checkpoint -> (the autoencoder in eval mode, its constructor arguments)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    config = ckpt.get("hyper_parameters", {}).get("autoencoder")
+    if not isinstance(config, dict) or "init_args" not in config:
+        raise ValueError(
+            f"{ckpt_path}: not a checkpoint of the codebook stage (no autoencoder config in its hyper-parameters); "
+            "official codebooks load with load_official(ckpt, config)"
+        )
+    model = SpectrogramVQGAN(**config["init_args"])
+    prefix = "autoencoder."
+    model.load_state_dict(
+        {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    )
+    return model.eval(), dict(config["init_args"])
 
 
 def load_official_discriminator(ckpt_path: str | Path) -> PatchDiscriminator:

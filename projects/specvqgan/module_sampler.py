@@ -1,0 +1,195 @@
+"""Training and evaluating the visually guided sampler (SpecVQGAN paper sec. 3.2, 4, 6.2; reference sec. 5-6).
+
+Training: the frozen codebook turns each clip's mel into F'T' codes (column-major); the GPT learns them
+with cross-entropy, conditioned on the clip's visual features, its class, both (Table 4 "+ cls"), or on one
+uniform-random vector drawn anew for every clip ("No Feats", Table 3). AdamW betas (0.9, 0.95), weight
+decay 0.01 on the Linear weights only (not biases, LayerNorms, embeddings, the Conv1d feature embedder or
+the position table), fixed lr = base_lr x processes x batch size, as the official code.
+
+Evaluation (`avgen test` / `validate` with `melception_ckpt`): `eval_samples` codes per clip are sampled
+(top-k, temperature) and decoded; FID, MKL and IS on Melception compare them with the real clips, and the
+codebook's reconstructions get the same metrics (the Table 1 vs Table 3 comparison). `predict` writes the
+sampled mels of each clip (`mel_sample_<i>`), ready for a vocoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from projects.specvqgan.convert import load_codebook
+from projects.specvqgan.convert_melception import load_melception
+from projects.specvqgan.evaluate import MelceptionMetrics
+from projects.specvqgan.models.sampler import VisualCodeSampler
+from shared.metrics import StageMeans
+
+CONDITIONS = ("feats", "class", "feats+class", "none")
+
+
+class SpecVQGANTransformer(LightningModule):
+    """Batch keys used: `mel` [B, 1, F, T] in [0, 1], `frame_feats` [B, N, D] (conditions with feats),
+    `label` [B] (conditions with class), `clip_id` list."""
+
+    def __init__(
+        self,
+        codebook_ckpt: str | None = None,
+        codebook: dict | None = None,
+        condition: str = "feats",
+        feat_dim: int = 2048,
+        n_feats: int = 212,
+        n_classes: int | None = None,
+        grid: tuple[int, int] = (5, 53),
+        n_layer: int = 24,
+        n_head: int = 16,
+        n_embd: int = 1024,
+        dropout: float = 0.0,
+        base_lr: float = 5e-6,
+        weight_decay: float = 0.01,
+        melception_ckpt: str | None = None,
+        eval_samples: int = 1,
+        top_k: int | None = None,
+        temperature: float = 1.0,
+    ):
+        super().__init__()
+        if condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+        if codebook is None:
+            if codebook_ckpt is None:
+                raise ValueError("give codebook_ckpt: the trained codebook (stage 1) checkpoint")
+            autoencoder, codebook = load_codebook(codebook_ckpt)
+        else:  # rebuilt from this module's own checkpoint: the weights come with its state dict
+            from projects.specvqgan.models import SpectrogramVQGAN
+
+            autoencoder = SpectrogramVQGAN(**codebook)
+        self.save_hyperparameters(ignore=["codebook"])
+        self.hparams["codebook"] = codebook  # the codebook's constructor arguments travel with the sampler
+        uses_feats = condition in ("feats", "feats+class", "none")
+        self.sampler = VisualCodeSampler(
+            autoencoder,
+            grid=grid,
+            feat_dim=feat_dim if uses_feats else None,
+            n_feats=1 if condition == "none" else n_feats,
+            n_classes=n_classes if "class" in condition else None,
+            n_layer=n_layer,
+            n_head=n_head,
+            n_embd=n_embd,
+            dropout=dropout,
+        )
+        self.eval_means = StageMeans(["loss"])
+        # a plain dict, not submodules: the evaluation network stays out of the sampler's checkpoints
+        self.metrics: dict[str, MelceptionMetrics] = {}
+
+    # --- conditions ----------------------------------------------------------------------------------
+    def condition_inputs(self, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        condition = self.hparams.condition
+        feats = labels = None
+        if condition == "none":  # one uniform-random vector per clip: no information about the video
+            ref = batch["mel"]
+            feats = torch.rand(ref.shape[0], 1, self.hparams.feat_dim, device=ref.device, dtype=ref.dtype)
+        elif "feats" in condition:
+            feats = batch["frame_feats"]
+        if "class" in condition:
+            labels = batch["label"]
+        return feats, labels
+
+    # --- training ------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for module_name, module in self.sampler.named_modules():
+            if module_name.startswith("codebook"):
+                continue
+            for name, param in module.named_parameters(recurse=False):
+                (decay if isinstance(module, nn.Linear) and name == "weight" else no_decay).append(param)
+        batch_size = self.trainer.datamodule.batch_size
+        lr = self.hparams.base_lr * self.trainer.world_size * batch_size
+        return torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=lr,
+            betas=(0.9, 0.95),
+        )
+
+    def _loss(self, batch: dict) -> torch.Tensor:
+        codes = self.sampler.encode(batch["mel"])
+        logits = self.sampler(codes, *self.condition_inputs(batch))
+        return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    # --- evaluation ----------------------------------------------------------------------------------
+    def _start_metrics(self) -> None:
+        if (
+            not self.hparams.melception_ckpt or self.trainer.state.fn == "fit"
+        ):  # sampling is for validate/test
+            return
+        if not self.metrics:
+            melception = load_melception(self.hparams.melception_ckpt)
+            self.metrics = {kind: MelceptionMetrics(melception) for kind in ("samples", "reconstructions")}
+        for metric in self.metrics.values():
+            metric.to(self.device).reset()
+
+    def on_validation_start(self) -> None:
+        self._start_metrics()
+
+    def on_test_start(self) -> None:
+        self._start_metrics()
+
+    def generate(self, batch: dict, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n_samples sampled mels per clip, [B, n_samples, 1, F, T] in [0, 1] (not clamped)."""
+        feats, labels = self.condition_inputs(batch)
+        repeat = lambda x: None if x is None else x.repeat_interleave(n_samples, 0)  # noqa: E731
+        codes = self.sampler.sample(
+            repeat(feats),
+            repeat(labels),
+            top_k=self.hparams.top_k,
+            temperature=self.hparams.temperature,
+            generator=generator,
+        )
+        mels = self.sampler.decode(codes)
+        return mels.view(-1, n_samples, *mels.shape[1:])
+
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        self.eval_means.log(self, stage, {"loss": self._loss(batch)}, len(batch["mel"]))
+        if not self.metrics or self.trainer.state.fn == "fit":
+            return
+        real, ids, n = batch["mel"], batch["clip_id"], self.hparams.eval_samples
+        samples = self.generate(batch, n).flatten(0, 1)
+        reconstructions = self.sampler.decode(self.sampler.encode(real))
+        self.metrics["samples"].update(real, ids, samples, [i for i in ids for _ in range(n)])
+        self.metrics["reconstructions"].update(real, ids, reconstructions, ids)
+
+    def _log_metrics(self, stage: str) -> None:
+        if not self.metrics or self.trainer.state.fn == "fit":
+            return
+        for kind, metric in self.metrics.items():
+            values = metric.compute()  # already reduced over all processes
+            self.log_dict(
+                {f"{stage}/{name}_{kind}": float(v) for name, v in values.items()}, rank_zero_only=True
+            )
+            metric.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        samples = self.generate(batch, self.hparams.eval_samples)
+        out = {"clip_id": batch["clip_id"]}
+        for i in range(samples.shape[1]):
+            out[f"mel_sample_{i}"] = samples[:, i, 0]
+        return out
