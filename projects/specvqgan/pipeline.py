@@ -1,12 +1,23 @@
-"""SpecVQGAN's toy pipeline (`make train PROJECT=specvqgan`): VGGish-ish, then the spectrogram codebook.
+"""SpecVQGAN's toy pipeline (`make train PROJECT=specvqgan`), paper sec. 3 end to end at toy scale.
 
-The VGGish-ish classifier is trained first because the codebook's LPAPS loss uses it frozen (sec. 3.1).
+VGGish-ish (the codebook's LPAPS needs it frozen, sec. 3.1) -> spectrogram codebook -> the sampler
+conditioned on video features, and the "No Feats" sampler as its baseline (sec. 3.2, Table 3; their
+visual features are cached by the data module's preparation) -> MelGAN vocoder (sec. 3.3) -> Melception
+(sec. 3.4) -> evaluation: FID, MKL and IS on Melception for both samplers' samples and for the codebook's
+reconstructions (the comparison of Tables 1 and 3), on the test split.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from projects.specvqgan.evaluate import evaluate_codebook
 from shared.pipeline import Stage, StageResult
+
+
+def _codebook(results: dict[str, StageResult]) -> list[str]:
+    return [f"--model.init_args.codebook_ckpt={results['codebook'].checkpoint}"]
+
 
 STAGES = [
     Stage("vggishish", "toy_vggishish.yaml"),
@@ -15,22 +26,49 @@ STAGES = [
         "toy_codebook.yaml",
         args=lambda results: [f"--model.init_args.classifier_ckpt={results['vggishish'].checkpoint}"],
     ),
+    Stage("sampler", "toy_sampler.yaml", args=_codebook),
+    Stage("sampler_nofeats", "toy_sampler_nofeats.yaml", args=_codebook),
+    Stage("vocoder", "toy_vocoder.yaml"),
+    Stage("melception", "toy_melception.yaml"),
 ]
+
+
+def test_sampler(result: StageResult, melception_ckpt: Path) -> dict[str, float]:
+    """`avgen test` of a sampler stage with the Melception metrics, on the test split."""
+    from shared.cli import AvgenCLI
+
+    config = result.run_dir / "config.yaml"
+    cli = AvgenCLI(
+        args=["test", "--config", str(config), f"--model.init_args.melception_ckpt={melception_ckpt}",
+              f"--ckpt_path={result.checkpoint}", "--trainer.logger=false"],
+    )  # fmt: skip
+    return {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("test/")}
 
 
 def summarize(results: dict[str, StageResult]) -> str:
     classifier = results["vggishish"].metrics
     codebook = results["codebook"]
     quality = evaluate_codebook(codebook.model.autoencoder, codebook.datamodule)
-    return "\n".join(
-        [
-            "SpecVQGAN toy pipeline, validation split:",
-            f"  VGGish-ish accuracy            {classifier.get('val/acc', float('nan')):.3f}",
-            f"  codebook L1 reconstruction     {quality['l1_reconstruction']:.4f}",
-            f"  mean-spectrogram baseline L1   {quality['l1_mean_spectrogram']:.4f}"
-            f"   (ratio {quality['l1_reconstruction'] / quality['l1_mean_spectrogram']:.2f})",
-            f"  codes used                     {quality['codes_used']:.0%} of {quality['n_codes']}"
-            f"   (perplexity {quality['perplexity']:.1f})",
-            f"  clips                          {quality['clips']}",
-        ]
-    )
+    melception = results["melception"].checkpoint
+    rows = {name: test_sampler(results[name], melception) for name in ("sampler", "sampler_nofeats")}
+    lines = [
+        "SpecVQGAN toy pipeline:",
+        f"  VGGish-ish accuracy (valid)       {classifier.get('val/acc', float('nan')):.3f}",
+        f"  Melception accuracy (valid)       {results['melception'].metrics.get('val/acc', float('nan')):.3f}",
+        f"  codebook L1 reconstruction        {quality['l1_reconstruction']:.4f}"
+        f"   (mean-spectrogram baseline {quality['l1_mean_spectrogram']:.4f})",
+        f"  codes used                        {quality['codes_used']:.0%} of {quality['n_codes']}",
+        f"  vocoder mel L1 (valid)            {results['vocoder'].metrics.get('val/mel_l1', float('nan')):.4f}",
+        "",
+        "  test split, Melception metrics     FID      MKL      IS",
+    ]
+    reconstructions = rows["sampler"]
+    lines.append(_row("codebook reconstructions", reconstructions, "reconstructions"))
+    lines.append(_row("sampler, video features", rows["sampler"], "samples"))
+    lines.append(_row("sampler, No Feats", rows["sampler_nofeats"], "samples"))
+    return "\n".join(lines)
+
+
+def _row(label: str, metrics: dict[str, float], kind: str) -> str:
+    values = [metrics.get(f"test/{name}_{kind}", float("nan")) for name in ("fid", "mkl", "is")]
+    return f"  {label:<33}" + "".join(f"{v:9.3f}" for v in values)
