@@ -53,3 +53,34 @@ def test_paper_vocoder_config_builds_at_the_paper_size(tmp_path):
     assert n_params(cli.model.generator) == 4_266_050  # reference card sec. 7
     assert n_params(cli.model.discriminator) == 16_924_086
     assert cli.datamodule.batch_size == 64 and cli.datamodule.segment_length == 8192
+
+
+def test_the_paper_sampler_configs_are_the_generator_s_output():
+    from projects.specvqgan.paper_sampler_configs import OUT, configs
+
+    expected = configs()
+    assert len(expected) == 21  # (a), (b), (c) x {ResNet-50, BN-Inception} x {1, 5, 212} + No Feats each
+    for name, text in expected.items():
+        assert (OUT / name).read_text() == text, (
+            f"{name} is stale: python -m projects.specvqgan.paper_sampler_configs"
+        )
+
+
+@pytest.mark.parametrize(
+    ("config", "n_codes", "gpt"),
+    [("sampler_a_bninception_212", 1024, 306_995_200), ("sampler_c_resnet50_212", 128, 305_160_192),
+     ("sampler_b_resnet50_5", 1024, 306_995_200 - (477 - 270) * 1024), ("sampler_c_nofeats", 128, 305_160_192 - 211 * 1024)],
+)  # fmt: skip
+def test_paper_sampler_configs_build_the_official_transformer_sizes(config, n_codes, gpt, tmp_path):
+    from tests.projects.specvqgan.test_sampler import write_codebook_checkpoint
+
+    codebook = write_codebook_checkpoint(tmp_path / "codebook.ckpt", n_codes=n_codes)
+    path = REPO / "projects" / "specvqgan" / "configs" / f"{config}.yaml"
+    cli = AvgenCLI(
+        args=["--config", str(path), f"--model.init_args.codebook_ckpt={codebook}", f"--run.root={tmp_path}"],
+        run=False,
+    )
+    sampler = cli.model.sampler
+    assert sum(p.numel() for n, p in sampler.named_parameters() if not n.startswith("codebook.")) == gpt
+    assert sampler.grid == (5, 53) and sampler.gpt.n_layer == 24
+    assert cli.datamodule.frames[0] == sampler.n_feats or cli.model.hparams.condition == "none"

@@ -172,10 +172,10 @@ def test_forward_predicts_each_code_from_the_condition_and_the_codes_before_it()
     assert not torch.allclose(logits[:, :1], sampler(codes, torch.randn(2, 4, 12))[:, :1])
 
 
-def write_codebook_checkpoint(path: Path) -> Path:
+def write_codebook_checkpoint(path: Path, n_codes: int = 32) -> Path:
     """A checkpoint in the codebook stage's format (what load_codebook reads), with random weights."""
     init_args = {
-        "n_codes": 32,
+        "n_codes": n_codes,
         "embed_dim": 8,
         "ch": 8,
         "num_res_blocks": 1,
