@@ -8,7 +8,9 @@
 The official codebook is taming-transformers' VQModel; ours is built on diffusers' Encoder/Decoder, so the
 keys are renamed (`down.i.block.j` -> `down_blocks.i.resnets.j`, attention 1x1 convs -> linear layers,
 decoder levels counted from the other end). Every official key is either mapped, or known and
-deliberately left out (the LPAPS copy inside `loss.*`), or reported as unmapped.
+deliberately left out (the LPAPS copy inside `loss.*`), or reported as unmapped. An official transformer
+checkpoint gives a `VisualCodeSampler`; `load_official_melgan` (MelGAN release folder) and
+`load_melception` (`melception-*.pt`) are importable from here too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,14 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from projects.specvqgan.convert_melception import load_melception
+from projects.specvqgan.convert_melgan import load_official_melgan
 from projects.specvqgan.models import PatchDiscriminator, SpectrogramVQGAN, VGGishish
 from projects.specvqgan.models.sampler import VisualCodeSampler
+
+# the official vocoder and Melception loaders live in their own modules; one import place for all of them
+__all__ = ["load_codebook", "load_melception", "load_official", "load_official_discriminator",
+           "load_official_melgan", "load_vggishish"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
