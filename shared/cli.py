@@ -138,6 +138,14 @@ class AvgenCLI(LightningCLI):
     def before_validate(self) -> None:
         self._resolve_auto_checkpoint()
 
+    def _parse_ckpt_path(self) -> None:
+        """Keep the config and the command line authoritative when a checkpoint is given.
+
+        Lightning would parse the checkpoint's hyper-parameters over the parsed config, so that
+        `avgen test --ckpt_path=... --model.init_args.top_k=64` silently evaluates with the top-k the model
+        was trained with. The run folder's `config.yaml` already holds those values for whoever wants them.
+        """
+
     def before_test(self) -> None:
         self._resolve_auto_checkpoint()
 

@@ -151,3 +151,15 @@ def test_sigterm_saves_the_step_it_stopped_at(toy_root, tmp_path):
     resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert step_of(run / "checkpoints" / "last.ckpt") == stopped_at + 2
+
+
+def test_command_line_values_win_over_the_checkpoint_s_hyperparameters(toy_root, tmp_path):
+    """Lightning would re-apply the checkpoint's hyper-parameters over `--model.*` when given `--ckpt_path`."""
+    AvgenCLI(
+        args=["fit", *toy_args(toy_root, tmp_path), "--trainer.max_steps=1", "--model.init_args.lr=0.001"]
+    )
+    ckpt = tmp_path / "runs" / "specvqgan" / "toy_vggishish" / "default" / "checkpoints" / "last.ckpt"
+    cli = AvgenCLI(
+        args=["validate", *toy_args(toy_root, tmp_path), f"--ckpt_path={ckpt}", "--model.init_args.lr=0.5"]
+    )
+    assert cli.model.hparams.lr == 0.5
