@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from shared.data import DatasetIndex, FeatureCache, MelFeature
 from shared.data.loaders import eval_loader, train_loader
 from shared.data.records import ClipRecord
+from shared.encoders import OfficialFeatureFiles, ResNetFeature
 from shared.encoders.frames import select_frames
 from shared.files import atomic_path
 from shared.prepare import feature_cache, prepare_dataset
@@ -117,7 +118,7 @@ class SpectrogramDataModule(LightningDataModule):
         shuffle: bool = True,
         seed: int = 0,
         predict_split: str = "test",
-        visual: object | None = None,
+        visual: ResNetFeature | OfficialFeatureFiles | None = None,
         n_feats: int = 212,
         feat_len: int = 215,
         feat_crop: int = 212,
