@@ -13,10 +13,11 @@ Griffin-Lim when none is given) makes the sound. Written next to `--out`: `<stem
 spectrogram) and the input video cut to the sound's length with the sound as its audio track; with
 several samples, `<stem>_<i>.*` for each.
 
-- `--seconds`: longer than the model's window (9.85 s at paper size) slides the window one latent column
-  at a time, with the visual condition of each window's own time span.
+- `--seconds` (default: the video's duration, in whole latent columns of 0.186 s): longer than the model's
+  window (9.85 s at paper size) slides the window one latent column at a time, with the visual condition
+  of each window's own time span.
 - `--prime-seconds`: the first seconds of codes come from the video's real audio (the paper's priming).
-- `--feats`: the number of visual features is the sampler's (1, 5 or 212), fixed by its training.
+- The number of visual features (1, 5 or 212) is the sampler's, fixed by its training config.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from projects.specvqgan.models.sampler import VisualCodeSampler
 from shared.audio import MelFrontEnd, load_audio, save_audio, save_mel_picture
 from shared.encoders import ResNetFeature, ResNetFrameFeatures
 from shared.encoders.frames import select_frames
-from shared.video import mux_audio
+from shared.video import mux_audio, video_info
 
 MEL_FRAMES_PER_COLUMN = 16
 
@@ -101,7 +102,8 @@ def generate(args: argparse.Namespace) -> list[Path]:
     sr, hop = front_end.sample_rate, front_end.config.hop_length
     rows, window = sampler.grid
     seconds_per_column = MEL_FRAMES_PER_COLUMN * hop / sr
-    n_columns = max(window, math.floor((args.seconds or 0) / seconds_per_column))
+    wanted = args.seconds if args.seconds is not None else video_info(args.video).duration
+    n_columns = max(1, math.floor(wanted / seconds_per_column))  # whole latent columns, at most `wanted`
     seconds = max(n_columns * seconds_per_column, data.get("duration", 10.0))
 
     extractor = feature_extractor(data)
@@ -161,7 +163,10 @@ def main(argv: list[str]) -> list[Path]:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument(
-        "--seconds", type=float, default=None, help="length; longer than the window slides it"
+        "--seconds",
+        type=float,
+        default=None,
+        help="length (default: the video's); longer than the window slides it",
     )
     parser.add_argument(
         "--prime-seconds", type=float, default=0.0, help="seconds of real audio to prime with"
