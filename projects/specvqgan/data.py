@@ -16,7 +16,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import Dataset
 
 from shared.data import DatasetIndex, FeatureCache, MelFeature
-from shared.data.loaders import eval_loader, train_loader
+from shared.data.loaders import SplitLoaders, random_windows, split_records
 from shared.data.records import ClipRecord
 from shared.encoders import OfficialFeatureFiles, ResNetFeature
 from shared.encoders.frames import select_frames
@@ -28,7 +28,7 @@ class MelClipDataset(Dataset):
     """Cached mels -> {"mel": [1, 80, width] in [0, 1], "label": int, "clip_id": str} (+ "frame_feats" [k, D]).
 
     `width` is `crop_frames` (the centre crop), or with `random_crop` the whole `trim_frames` window, which
-    `random_crops` then cuts at step time. With a visual feature cache, each clip's frame features go
+    `shared.data.loaders.random_windows` then cuts at step time. With a visual feature cache, each clip's frame features go
     through the official chain (`shared.encoders.frames.select_frames`: pad/trim to `feat_len`, centre crop
     to `feat_crop`, k = `n_feats` evenly spread frames).
     """
@@ -78,14 +78,7 @@ class MelClipDataset(Dataset):
         return item
 
 
-def random_crops(mel: torch.Tensor, width: int) -> torch.Tensor:
-    """A random `width`-frame window of each [1, n_mels, frames] item, drawn from torch's global generator."""
-    starts = torch.randint(0, mel.shape[-1] - width + 1, (mel.shape[0],), device=mel.device)
-    frames = starts[:, None] + torch.arange(width, device=mel.device)
-    return torch.gather(mel, -1, frames[:, None, None, :].expand(-1, *mel.shape[1:-1], -1))
-
-
-class SpectrogramDataModule(LightningDataModule):
+class SpectrogramDataModule(SplitLoaders, LightningDataModule):
     """Mel spectrograms and labels of one dataset, prepared once into a feature cache.
 
     Batch keys: `mel` [B, 1, 80, crop_frames] float in [0, 1] (the official feature scale; models rescale
@@ -161,13 +154,8 @@ class SpectrogramDataModule(LightningDataModule):
     def split(self, split: str) -> MelClipDataset:
         if split not in self._datasets:
             cache = self.cache
-            records = self.dataset.records(split)
-            if not records and split == "test":
-                records = self.dataset.records("valid")
             visual = self.visual_cache
-            available = [
-                r for r in records if cache.has(r.clip_id) and (visual is None or visual.has(r.clip_id))
-            ]
+            available = split_records(self.dataset, split, cache, *([visual] if visual is not None else []))
             if not available:
                 raise RuntimeError(
                     f"{self.dataset}: no prepared clips in split {split!r} (see {self.report_path})"
@@ -180,24 +168,8 @@ class SpectrogramDataModule(LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if self.random_crop and self.trainer is not None and self.trainer.training:
-            batch["mel"] = random_crops(batch["mel"], self.crop_frames)
+            batch["mel"] = random_windows(batch["mel"], self.crop_frames)
         return batch
-
-    def train_dataloader(self):
-        return train_loader(self.split("train"), self.batch_size, self.num_workers, self.shuffle, self.seed)
-
-    def _eval_loader(self, split: str):
-        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
-        return eval_loader(self.split(split), self.batch_size, self.num_workers, sharded=not fitting)
-
-    def val_dataloader(self):
-        return self._eval_loader("valid")
-
-    def test_dataloader(self):
-        return self._eval_loader("test")
-
-    def predict_dataloader(self):
-        return self._eval_loader(self.predict_split)
 
     def mel_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-mel-bin mean and std over the training clips (the classifiers' input normalisation).

@@ -19,7 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import Dataset
 
 from shared.data import DatasetIndex, FeatureCache, WaveFeature
-from shared.data.loaders import eval_loader, train_loader
+from shared.data.loaders import SplitLoaders, random_windows, split_records
 from shared.data.records import ClipRecord
 from shared.prepare import feature_cache, prepare_dataset
 
@@ -43,20 +43,12 @@ class WaveClipDataset(Dataset):
         return {"wave": torch.from_numpy(np.ascontiguousarray(wave)), "clip_id": record.clip_id}
 
 
-def random_segments(wave: torch.Tensor, length: int) -> torch.Tensor:
-    """A random `length`-sample window of each [B, samples] row, drawn from torch's global (CPU) generator."""
-    if wave.shape[-1] < length:
-        raise ValueError(f"clips of {wave.shape[-1]} samples are shorter than the {length}-sample segments")
-    starts = torch.randint(0, wave.shape[-1] - length + 1, (wave.shape[0],)).to(wave.device)
-    return torch.gather(wave, -1, starts[:, None] + torch.arange(length, device=wave.device))
-
-
 def random_gains(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
     """n gains from U(low, high), drawn from torch's global generator (on the CPU, so every device agrees)."""
     return (low + (high - low) * torch.rand(n)).to(device)
 
 
-class WaveformDataModule(LightningDataModule):
+class WaveformDataModule(SplitLoaders, LightningDataModule):
     """Waveforms of one dataset (VGGSound, VAS, VEGAS or the toy set), prepared once into a feature cache.
 
     Batch keys: `wave` [B, samples] float in [-1, 1] at `sample_rate`, `clip_id` list of B str.
@@ -122,10 +114,7 @@ class WaveformDataModule(LightningDataModule):
     def split(self, split: str) -> WaveClipDataset:
         if split not in self._datasets:
             cache = self.cache
-            records = self.dataset.records(split)
-            if not records and split == "test":
-                records = self.dataset.records("valid")
-            available = [r for r in records if cache.has(r.clip_id)]
+            available = split_records(self.dataset, split, cache)
             if not available:
                 raise RuntimeError(
                     f"{self.dataset}: no prepared clips in split {split!r} (see {self.report_path})"
@@ -135,24 +124,8 @@ class WaveformDataModule(LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if self.trainer is not None and self.trainer.training:
-            wave = random_segments(batch["wave"], self.segment_length)
+            wave = random_windows(batch["wave"], self.segment_length)
             if self.gain is not None:
                 wave = wave * random_gains(len(wave), *self.gain, wave.device)[:, None]
             batch["wave"] = wave
         return batch
-
-    def train_dataloader(self):
-        return train_loader(self.split("train"), self.batch_size, self.num_workers, self.shuffle, self.seed)
-
-    def _eval_loader(self, split: str):
-        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
-        return eval_loader(self.split(split), self.eval_batch_size, self.num_workers, sharded=not fitting)
-
-    def val_dataloader(self):
-        return self._eval_loader("valid")
-
-    def test_dataloader(self):
-        return self._eval_loader("test")
-
-    def predict_dataloader(self):
-        return self._eval_loader(self.predict_split)

@@ -106,3 +106,50 @@ def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, sharded
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
+
+
+def random_windows(x: torch.Tensor, width: int) -> torch.Tensor:
+    """A random `width`-long window of the last axis of each item of x [B, ..., T].
+
+    Starts are drawn from torch's global generator on the CPU, in the main process just before a step
+    (a DataModule's `on_after_batch_transfer`): checkpoints carry that generator, so a resumed run cuts the
+    windows the uninterrupted run would have, on any device.
+    """
+    if x.shape[-1] < width:
+        raise ValueError(f"items of {x.shape[-1]} frames/samples are shorter than the {width}-long windows")
+    starts = torch.randint(0, x.shape[-1] - width + 1, (x.shape[0],)).to(x.device)
+    index = starts[:, None] + torch.arange(width, device=x.device)
+    return torch.gather(x, -1, index.view(x.shape[0], *[1] * (x.dim() - 2), width).expand(*x.shape[:-1], width))
+
+
+def split_records(index, split: str, *caches) -> list:
+    """The records of a split whose features are in every cache (VAS has no test split: valid stands in)."""
+    records = index.records(split)
+    if not records and split == "test":
+        records = index.records("valid")
+    return [r for r in records if all(cache.has(r.clip_id) for cache in caches)]
+
+
+class SplitLoaders:
+    """The four dataloader hooks of a LightningDataModule that has `split(name) -> Dataset`.
+
+    Needs `batch_size`, `num_workers`, `shuffle`, `seed`, `predict_split` (and optionally `eval_batch_size`).
+    Training uses `train_loader`; evaluation shards the clips across processes outside `fit`.
+    """
+
+    def train_dataloader(self):
+        return train_loader(self.split("train"), self.batch_size, self.num_workers, self.shuffle, self.seed)
+
+    def _eval_loader(self, split: str):
+        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        batch_size = getattr(self, "eval_batch_size", None) or self.batch_size
+        return eval_loader(self.split(split), batch_size, self.num_workers, sharded=not fitting)
+
+    def val_dataloader(self):
+        return self._eval_loader("valid")
+
+    def test_dataloader(self):
+        return self._eval_loader("test")
+
+    def predict_dataloader(self):
+        return self._eval_loader(self.predict_split)

@@ -100,7 +100,7 @@ def test_a_too_short_duration_names_the_cached_file(toy_root, tmp_path):
 
 
 def test_random_crops_are_windows_of_each_item_drawn_from_the_global_generator():
-    from projects.specvqgan.data import random_crops
+    from shared.data.loaders import random_windows as random_crops
 
     mel = torch.arange(4 * 3 * 10, dtype=torch.float32).reshape(4, 1, 3, 10)
     torch.manual_seed(0)

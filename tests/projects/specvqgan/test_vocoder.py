@@ -10,11 +10,11 @@ import torch
 import yaml
 
 from projects.specvqgan.convert_melgan import UnsafeArgsError, load_official_melgan, read_official_args
-from projects.specvqgan.data_audio import random_segments
 from projects.specvqgan.models import MelGANDiscriminator, MelGANGenerator
 from projects.specvqgan.vocoder import load_vocoder
 from shared.audio import GriffinLimVocoder, MelFrontEnd
 from shared.cli import AvgenCLI
+from shared.data.loaders import random_windows as random_segments
 from tests.conftest import REPO
 
 CONFIGS = REPO / "projects" / "specvqgan" / "configs"
