@@ -2,7 +2,7 @@
 
 from shared.audio.griffinlim import GriffinLimVocoder
 from shared.audio.io import decode_audio, load_audio, save_audio
-from shared.audio.mel import PRESETS, MelConfig, MelFrontEnd
+from shared.audio.mel import PRESETS, MelConfig, MelFrontEnd, audioldm_normalize
 from shared.audio.picture import save_mel_picture
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "decode_audio",
     "load_audio",
     "save_audio",
+    "audioldm_normalize",
     "save_mel_picture",
 ]

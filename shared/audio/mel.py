@@ -7,6 +7,11 @@ amplitude compression, kept here as named presets so that a cached feature recor
 22,050 Hz, magnitude STFT with n_fft 1024, hop 256, periodic Hann, reflect padding (librosa 0.8's
 default, which the released features used), 80 Slaney mels over 125-7600 Hz, then
 x = clip(0.8 + 0.2 * log10(max(mel, 1e-5)), 0, 1).
+
+`audioldm` is AudioLDM2's front end, which TiVA uses (TiVA paper sec. 4.1.1; reference card tiva.md sec. 2):
+16 kHz, magnitude STFT with n_fft 1024, hop 160, periodic Hann, reflect padding, 64 Slaney mels over
+0-8000 Hz, x = ln(max(mel, 1e-5)), and AudioLDM2's crop to T // hop frames (163,840 samples -> 1024).
+AudioLDM2 also normalises the waveform first (`audioldm_normalize`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class MelConfig:
     power: float
     pad_mode: str
     compression: str  # key of COMPRESSIONS
+    drop_last_frame: bool = False  # keep T // hop frames of the 1 + T // hop that centred framing gives
 
 
 def _specvqgan_compress(mel: torch.Tensor) -> torch.Tensor:
@@ -40,7 +46,11 @@ def _specvqgan_expand(x: torch.Tensor) -> torch.Tensor:
     return torch.pow(10.0, 5.0 * x - 4.0)  # inverse of 0.8 + 0.2 log10(mel) inside the clip range
 
 
-COMPRESSIONS = {"specvqgan": (_specvqgan_compress, _specvqgan_expand)}
+def _log_compress(mel: torch.Tensor) -> torch.Tensor:
+    return torch.log(mel.clamp_min(1e-5))
+
+
+COMPRESSIONS = {"specvqgan": (_specvqgan_compress, _specvqgan_expand), "log": (_log_compress, torch.exp)}
 
 PRESETS = {
     "specvqgan": MelConfig(
@@ -55,13 +65,33 @@ PRESETS = {
         pad_mode="reflect",
         compression="specvqgan",
     ),
+    "audioldm": MelConfig(
+        sample_rate=16000,
+        n_fft=1024,
+        hop_length=160,
+        win_length=1024,
+        n_mels=64,
+        f_min=0.0,
+        f_max=8000.0,
+        power=1.0,
+        pad_mode="reflect",
+        compression="log",
+        drop_last_frame=True,
+    ),
 }
 
 
-class MelFrontEnd(nn.Module):
-    """Waveforms [B, T] (or [T]) at `sample_rate` -> compressed mel spectrograms [B, n_mels, 1 + T // hop].
+def audioldm_normalize(wave: torch.Tensor) -> torch.Tensor:
+    """AudioLDM2's waveform normalisation, per clip over the last axis: remove the mean, scale to a peak of 0.5."""
+    wave = wave - wave.mean(dim=-1, keepdim=True)
+    return 0.5 * wave / (wave.abs().amax(dim=-1, keepdim=True) + 1e-8)
 
-    No cropping happens here: 220,500 samples at 22,050 Hz give 862 frames; datasets trim and crop.
+
+class MelFrontEnd(nn.Module):
+    """Waveforms [B, T] (or [T]) at `sample_rate` -> compressed mel spectrograms [B, n_mels, 1 + T // hop]
+    (T // hop with `drop_last_frame`, as AudioLDM2 crops).
+
+    No other cropping happens here: 220,500 samples at 22,050 Hz give 862 frames; datasets trim and crop.
     """
 
     def __init__(self, config: MelConfig):
@@ -100,7 +130,8 @@ class MelFrontEnd(nn.Module):
         return asdict(self.config)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self._compress(self.mel(wave.float()))
+        mel = self._compress(self.mel(wave.float()))
+        return mel[..., : wave.shape[-1] // self.config.hop_length] if self.config.drop_last_frame else mel
 
     def to_linear(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the compression: compressed mel -> linear-magnitude mel (values at the clip floor stay there)."""

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from shared.audio import GriffinLimVocoder, MelFrontEnd, load_audio, save_audio
+from shared.audio import GriffinLimVocoder, MelFrontEnd, audioldm_normalize, load_audio, save_audio
 from shared.media import MediaError
 
 SR = 22050
@@ -52,6 +52,49 @@ def test_specvqgan_mel_equals_librosa_on_the_same_waveform(front_end):
     ours, ref = mel(front_end, y), official_mel(y)
     assert np.abs(ours - ref).mean() < 1e-5
     assert np.abs(ours - ref).max() < 1e-3
+
+
+AUDIOLDM_N = 163_840  # 10.24 s at 16 kHz
+
+
+def audioldm_reference(y: np.ndarray) -> np.ndarray:
+    """AudioLDM2's front end written independently with librosa (reference card tiva.md sec. 2), keyword args."""
+    stft = np.abs(librosa.stft(y, n_fft=1024, hop_length=160, win_length=1024, center=True, pad_mode="reflect"))
+    basis = librosa.filters.mel(sr=16000, n_fft=1024, n_mels=64, fmin=0, fmax=8000)
+    return np.log(np.maximum(basis @ stft, 1e-5))[:, : len(y) // 160]
+
+
+def test_audioldm_mel_matches_the_reference_cross_checks():
+    front_end = MelFrontEnd.from_preset("audioldm")
+    t = np.arange(AUDIOLDM_N) / 16000
+    y = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    window = torch.hann_window(1024, periodic=True, dtype=torch.float64)
+    spec = torch.stft(torch.from_numpy(y).double(), 1024, 160, window=window, center=True, pad_mode="reflect",
+                      return_complex=True).abs()  # fmt: skip
+    assert spec.shape[1] == 1025  # before AudioLDM2's crop
+    assert spec[64, 500].item() == pytest.approx(128.0, rel=1e-4)  # 0.5 * sum(hann) / 2 at the 1 kHz bin
+    x = front_end(torch.from_numpy(y)[None])[0].numpy()
+    assert x.shape == (64, 1024)
+    assert x[:, 500].argmax() == 21
+    assert x[21, 500] == pytest.approx(1.0411, abs=1e-3)
+    assert np.all(front_end(torch.zeros(1, AUDIOLDM_N)).numpy() == pytest.approx(np.log(1e-5)))
+    assert np.log(1e-5) == pytest.approx(-11.5129, abs=1e-4)
+
+
+def test_audioldm_mel_agrees_with_an_independent_librosa_front_end():
+    y = np.random.RandomState(2).randn(48_000).astype(np.float32) * np.linspace(0, 0.5, 48_000, dtype=np.float32)
+    ours = MelFrontEnd.from_preset("audioldm")(torch.from_numpy(y)[None])[0].numpy()
+    ref = audioldm_reference(y)
+    assert ours.shape == ref.shape == (64, 300)
+    assert np.abs(ours - ref).max() < 1e-3
+
+
+def test_audioldm_waveform_normalisation_centres_and_scales_each_clip():
+    wave = torch.stack([torch.linspace(-1, 3, 1000), 0.01 * torch.randn(1000) + 2])
+    out = audioldm_normalize(wave)
+    assert torch.allclose(out.mean(-1), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(out.abs().amax(-1), torch.full((2,), 0.5), atol=1e-6)
+    assert torch.equal(audioldm_normalize(torch.zeros(1, 10)), torch.zeros(1, 10))  # silence stays silence
 
 
 def demo_clips(demo_root: Path) -> list[tuple[Path, Path]]:
