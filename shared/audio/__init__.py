@@ -10,9 +10,9 @@ __all__ = [
     "GriffinLimVocoder",
     "MelConfig",
     "MelFrontEnd",
+    "audioldm_normalize",
     "decode_audio",
     "load_audio",
     "save_audio",
-    "audioldm_normalize",
     "save_mel_picture",
 ]

@@ -59,7 +59,9 @@ AUDIOLDM_N = 163_840  # 10.24 s at 16 kHz
 
 def audioldm_reference(y: np.ndarray) -> np.ndarray:
     """AudioLDM2's front end written independently with librosa (reference card tiva.md sec. 2), keyword args."""
-    stft = np.abs(librosa.stft(y, n_fft=1024, hop_length=160, win_length=1024, center=True, pad_mode="reflect"))
+    stft = np.abs(
+        librosa.stft(y, n_fft=1024, hop_length=160, win_length=1024, center=True, pad_mode="reflect")
+    )
     basis = librosa.filters.mel(sr=16000, n_fft=1024, n_mels=64, fmin=0, fmax=8000)
     return np.log(np.maximum(basis @ stft, 1e-5))[:, : len(y) // 160]
 
@@ -82,7 +84,9 @@ def test_audioldm_mel_matches_the_reference_cross_checks():
 
 
 def test_audioldm_mel_agrees_with_an_independent_librosa_front_end():
-    y = np.random.RandomState(2).randn(48_000).astype(np.float32) * np.linspace(0, 0.5, 48_000, dtype=np.float32)
+    y = np.random.RandomState(2).randn(48_000).astype(np.float32) * np.linspace(
+        0, 0.5, 48_000, dtype=np.float32
+    )
     ours = MelFrontEnd.from_preset("audioldm")(torch.from_numpy(y)[None])[0].numpy()
     ref = audioldm_reference(y)
     assert ours.shape == ref.shape == (64, 300)

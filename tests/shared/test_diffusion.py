@@ -1,0 +1,143 @@
+"""shared.diffusion: AudioLDM2's schedule, the timestep traps, and DPM-Solver++ against a plain implementation
+and against the exact probability-flow ODE (reference card tiva.md sec. 6 and 11)."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+
+from shared.diffusion import DDPMSampler, DPMSolverSampler, training_scheduler
+
+
+def test_schedule_is_audioldm2s_scaled_linear_one():
+    alphas = training_scheduler().alphas_cumprod
+    assert alphas[0].item() == pytest.approx(0.998500, abs=1e-6)
+    assert alphas[999].item() == pytest.approx(1.423e-4, rel=2e-3)
+    # the trap: diffusers' "linear" is not the LDM "linear"
+    wrong = DDPMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="linear").alphas_cumprod
+    assert wrong[999].item() == pytest.approx(2.57e-5, rel=1e-2)
+
+
+def test_forward_process_runs_in_float32_for_bfloat16_latents():
+    scheduler = training_scheduler()
+    z = torch.zeros(4, 8, dtype=torch.bfloat16)
+    noise = torch.randn(4, 8)
+    noisy = scheduler.add_noise(z, noise, torch.full((4,), 1))
+    assert noisy.dtype == torch.bfloat16 and noisy.abs().sum() > 0  # not rounded away at small t
+
+
+def test_sampling_timesteps_start_at_pure_noise():
+    training = training_scheduler()
+    timesteps = DPMSolverSampler(training).scheduler(25).timesteps.tolist()
+    assert timesteps[:3] == [999, 959, 919] and timesteps[-2:] == [80, 40] and len(timesteps) == 25
+    # what inheriting the spacing of AudioLDM2's scheduler config ("leading", offset 1) would have given
+    inherited = DPMSolverMultistepScheduler.from_config(
+        training.config, timestep_spacing="leading", steps_offset=1
+    )
+    inherited.set_timesteps(25)
+    assert inherited.timesteps[:2].tolist() == [951, 913] and inherited.timesteps[-2:].tolist() == [77, 39]
+    ddpm = DDPMSampler(training).scheduler(200).timesteps.tolist()
+    assert ddpm[0] == 999 and ddpm[-1] == 4 and len(ddpm) == 200
+
+
+def fixed_model(dim: int = 6):
+    """A fixed, deterministic ε-model whose x̂_0 stays of unit scale: the exact ε of N(0, 1) data,
+    ε = sqrt(1 - alphā_t) x, plus a squashed random linear map of x and a smooth term in t."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(dim, dim, generator=g, dtype=torch.float64) * 0.5
+    ac = training_scheduler().alphas_cumprod.double()
+
+    def model(x, t):
+        sigma = (1 - ac[t.long()]).sqrt()[:, None].to(x.dtype)
+        return (
+            sigma * x + 0.05 * torch.tanh(x @ w.to(x.dtype)) + 0.02 * torch.cos(t[:, None].to(x.dtype) / 300)
+        )
+
+    return model
+
+
+def plain_dpm_solver_pp_2m(model, x: torch.Tensor, timesteps: list[int], alphas_cumprod: torch.Tensor):
+    """DPM-Solver++(2M), midpoint, written from the update rule (reference card sec. 6), first order at the
+    first step and at the last, which goes to sigma = 0 and returns x̂_0."""
+    ac = alphas_cumprod.double()
+    alpha = lambda t: ac[t].sqrt()  # noqa: E731
+    sigma = lambda t: (1 - ac[t]).sqrt()  # noqa: E731
+    lam = lambda t: torch.log(alpha(t) / sigma(t))  # noqa: E731
+    previous = None  # (x̂_0, h) of the step before
+    for i, s in enumerate(timesteps):
+        eps = model(x, torch.full((x.shape[0],), s, dtype=torch.float64))
+        x0 = (x - sigma(s) * eps) / alpha(s)
+        if i == len(timesteps) - 1:
+            return x0
+        t = timesteps[i + 1]
+        h = lam(t) - lam(s)
+        first = sigma(t) / sigma(s) * x - alpha(t) * torch.expm1(-h) * x0
+        if previous is None:
+            x = first
+        else:
+            x0_prev, h_prev = previous
+            d1 = (x0 - x0_prev) / (h_prev / h)
+            x = first - 0.5 * alpha(t) * torch.expm1(-h) * d1
+        previous = (x0, h)
+    return x
+
+
+@pytest.mark.parametrize("steps", [10, 25])
+def test_dpm_solver_equals_a_plain_implementation_of_its_update_rule(steps):
+    training = training_scheduler()
+    model = fixed_model()
+    x_T = torch.randn(4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sampler = DPMSolverSampler(training)
+    ours = sampler.sample(lambda x, t: model(x.double(), t).to(x.dtype), x_T.shape, steps, x_T=x_T.float())
+    timesteps = sampler.scheduler(steps).timesteps.tolist()
+    reference = plain_dpm_solver_pp_2m(model, x_T, timesteps, training.alphas_cumprod)
+    assert (ours.double() - reference).abs().max().item() < 1e-5
+    assert 0.5 < reference.abs().max() < 10  # a unit-scale result, not a trivial comparison
+
+
+def test_dpm_solver_converges_to_the_exact_ode_solution_on_gaussian_data():
+    """Data N(mu, s^2): the exact ε-model is known and the probability-flow ODE maps x_T to
+    mu + s (x_T - a_T mu) / sqrt(a_T^2 s^2 + σ_T^2)."""
+    training = training_scheduler()
+    ac = training.alphas_cumprod.double()
+    mu, s = (
+        torch.tensor([1.5, -0.5, 0.0, 2.0], dtype=torch.float64),
+        torch.tensor([0.3, 1.0, 2.0, 0.1], dtype=torch.float64),
+    )
+
+    def exact_eps(x, t):
+        a, sig = ac[t.long()].sqrt()[:, None], (1 - ac[t.long()]).sqrt()[:, None]
+        return sig * (x.double() - a * mu) / (a**2 * s**2 + sig**2)
+
+    x_T = torch.randn(256, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a_T, sig_T = ac[999].sqrt(), (1 - ac[999]).sqrt()
+    exact = mu + s * (x_T - a_T * mu) / (a_T**2 * s**2 + sig_T**2).sqrt()
+    errors = {}
+    for lu_lambdas in (False, True):  # time-uniform (the sampler's default) and logSNR-uniform steps
+        for steps in (10, 25, 50, 200):
+            sampler = DPMSolverSampler(training, use_lu_lambdas=lu_lambdas)
+            out = sampler.sample(lambda x, t: exact_eps(x, t).to(x.dtype), x_T.shape, steps, x_T=x_T)
+            errors[lu_lambdas, steps] = (out - exact).abs().max().item()
+    print("DPM-Solver max error against the exact ODE solution (logSNR spacing, steps):", errors)
+    uniform = [errors[False, n] for n in (10, 25, 50, 200)]
+    assert uniform == sorted(uniform, reverse=True) and uniform[-1] < uniform[0] / 4
+    # logSNR spacing: second order until a floor of about 0.02, where diffusers' integer timesteps (the
+    # model is called at round(t)) no longer match the exact noise levels of that spacing
+    assert (
+        errors[True, 10] / errors[True, 25] > 4
+        and errors[True, 25] < 0.05
+        and errors[True, 25] < uniform[1] / 5
+    )
+
+
+def test_ddpm_sampler_is_ancestral_and_reproducible():
+    training = training_scheduler()
+    model = fixed_model()
+    run = lambda seed: DDPMSampler(training).sample(  # noqa: E731
+        lambda x, t: model(x.double(), t).to(x.dtype),
+        (3, 6),
+        20,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    assert torch.equal(run(0), run(0)) and not torch.allclose(run(0), run(1))
+    assert np.isfinite(run(2).numpy()).all()

@@ -1,0 +1,38 @@
+"""shared.guidance: classifier-free guidance (reference card tiva.md sec. 11 cross-checks)."""
+
+import torch
+
+from shared.guidance import batched_guidance, cfg_combine, drop_condition
+
+
+def test_guidance_scales():
+    eps_u, eps_c = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    assert torch.equal(cfg_combine(eps_u, eps_c, 1.0), eps_c)
+    assert torch.equal(cfg_combine(eps_u, eps_c, 0.0), eps_u)
+    assert torch.allclose(cfg_combine(eps_u, eps_c, 5.0), eps_u + 5 * (eps_c - eps_u))
+
+
+def test_batched_guidance_equals_two_separate_calls():
+    weight = torch.randn(3, 3)
+    calls = []
+
+    def model(x, t, c):
+        calls.append(x.shape[0])
+        return x @ weight + c.mean(dim=(1, 2))[:, None] * t[:, None]
+
+    x, t = torch.randn(4, 3), torch.full((4,), 7.0)
+    cond, uncond = torch.randn(4, 5, 2), torch.zeros(4, 5, 2)
+    guided = batched_guidance(model, cond, uncond, 5.0)(x, t)
+    assert calls == [8]  # one forward with both branches
+    expected = cfg_combine(model(x, t, uncond), model(x, t, cond), 5.0)
+    assert torch.allclose(guided, expected, atol=1e-6)
+
+
+def test_condition_dropout_is_per_sample_with_the_given_rate():
+    cond = torch.ones(100_000, 2, 3)
+    dropped = drop_condition(cond, 0.1, generator=torch.Generator().manual_seed(0))
+    zeroed = (dropped == 0).all(dim=(1, 2))
+    kept = (dropped == 1).all(dim=(1, 2))
+    assert bool((zeroed | kept).all())  # whole samples, never parts of one
+    assert abs(zeroed.float().mean().item() - 0.1) < 0.003
+    assert torch.equal(drop_condition(cond[:5], 0.0), cond[:5])
