@@ -7,7 +7,7 @@ from shared.guidance import batched_guidance, cfg_combine, drop_condition
 
 def test_guidance_scales():
     eps_u, eps_c = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
-    assert torch.equal(cfg_combine(eps_u, eps_c, 1.0), eps_c)
+    assert torch.allclose(cfg_combine(eps_u, eps_c, 1.0), eps_c, atol=1e-6)
     assert torch.equal(cfg_combine(eps_u, eps_c, 0.0), eps_u)
     assert torch.allclose(cfg_combine(eps_u, eps_c, 5.0), eps_u + 5 * (eps_c - eps_u))
 
