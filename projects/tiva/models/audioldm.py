@@ -1,0 +1,110 @@
+"""AudioLDM2's frozen parts that TiVA reuses: the mel VAE and the HiFi-GAN vocoder (paper sec. 4.1.1; reference
+card tiva.md sec. 4), loaded through diffusers / transformers from a local folder in the `cvssp/audioldm2`
+layout (`<root>/vae`, `<root>/vocoder`), never downloaded.
+
+    vae = load_vae("/models/audioldm2")                  # AutoencoderKL, frozen, eval mode
+    z = encode_mel(vae, logmel)                          # [B, 64, 1024] -> [B, 8, 256, 16], times scaling_factor
+    logmel = decode_latents(vae, z)                      # and back
+    wave = load_vocoder_or_griffin_lim(root)(logmel)     # [B, 163,840] at 16 kHz (Griffin-Lim without <root>/vocoder)
+
+The VAE sees the log-mel as a one-channel image with time as its height, [B, 1, T, 64], and its latent is
+scaled by the `scaling_factor` of its config (0.4110932946205139 for AudioLDM2, set by scale_by_std; the toy
+VAE stores its own). The vocoder takes time-major mels [B, T, 64] and gives 160 samples per frame plus 32,
+cut here to T x 160. `paper_vae_config()` / `paper_vocoder_config()` build random-weight parts of AudioLDM2's
+sizes (55.4 M and 55.3 M parameters) for tests and parameter counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL
+from torch import nn
+from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+from shared.audio import GriffinLimVocoder, MelFrontEnd
+
+HOP = 160
+
+
+def paper_vae_config() -> dict:
+    return {
+        "in_channels": 1,
+        "out_channels": 1,
+        "down_block_types": ("DownEncoderBlock2D",) * 3,
+        "up_block_types": ("UpDecoderBlock2D",) * 3,
+        "block_out_channels": (128, 256, 512),
+        "layers_per_block": 2,
+        "latent_channels": 8,
+        "norm_num_groups": 32,
+        "sample_size": 1024,
+    }
+
+
+def paper_vocoder_config() -> SpeechT5HifiGanConfig:
+    return SpeechT5HifiGanConfig(
+        model_in_dim=64,
+        sampling_rate=16000,
+        upsample_initial_channel=1024,
+        upsample_rates=[5, 4, 2, 2, 2],
+        upsample_kernel_sizes=[16, 16, 8, 4, 4],
+        resblock_kernel_sizes=[3, 7, 11],
+        resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+        leaky_relu_slope=0.1,
+        normalize_before=False,
+    )
+
+
+def _subfolder(root: str | Path, name: str) -> Path:
+    folder = Path(root) / name
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{folder}: no config.json; expected an AudioLDM2-format folder with {name}/ in {root}"
+        )
+    return folder
+
+
+def load_vae(root: str | Path) -> AutoencoderKL:
+    _subfolder(root, "vae")
+    vae = AutoencoderKL.from_pretrained(str(root), subfolder="vae", local_files_only=True)
+    return vae.requires_grad_(False).eval()
+
+
+class HiFiGanVocoder(nn.Module):
+    """AudioLDM2's vocoder on our mel layout: log-mel [B, 64, T] -> waveform [B, T * 160]."""
+
+    def __init__(self, hifigan: SpeechT5HifiGan):
+        super().__init__()
+        self.hifigan = hifigan.requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.hifigan(logmel.transpose(1, 2))[..., : logmel.shape[-1] * HOP]
+
+
+def load_vocoder(root: str | Path) -> HiFiGanVocoder:
+    _subfolder(root, "vocoder")
+    return HiFiGanVocoder(
+        SpeechT5HifiGan.from_pretrained(str(root), subfolder="vocoder", local_files_only=True)
+    )
+
+
+def load_vocoder_or_griffin_lim(root: str | Path) -> nn.Module:
+    """AudioLDM2's HiFi-GAN when `<root>/vocoder` exists, else Griffin-Lim on the AudioLDM2 mel (toy runs)."""
+    if (Path(root) / "vocoder").is_dir():
+        return load_vocoder(root)
+    return GriffinLimVocoder(MelFrontEnd.from_preset("audioldm"))
+
+
+def encode_mel(
+    vae: AutoencoderKL, logmel: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """log-mel [B, F, T] -> scaled latent sample [B, c, T / 4, F / 4] (AudioLDM2 trains on posterior samples)."""
+    posterior = vae.encode(logmel.transpose(1, 2)[:, None].to(vae.dtype)).latent_dist
+    return posterior.sample(generator) * vae.config.scaling_factor
+
+
+def decode_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
+    """scaled latent [B, c, h, w] -> log-mel [B, F, T]."""
+    return vae.decode(z.to(vae.dtype) / vae.config.scaling_factor).sample[:, 0].transpose(1, 2).float()

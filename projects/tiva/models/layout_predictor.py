@@ -1,0 +1,127 @@
+"""The layout predictor T (TiVA paper sec. 3.2.1, eqs. 3-4; the final design of Table 4).
+
+From the CLIP features of N video frames, T predicts the audio layout t_v [M, C]:
+
+- encoder (eq. 3): c_i^patch = Pooling(Concat[patch^4, patch^8, patch^11]) per frame. The patch tokens are
+  averaged over the image when the features are cached (`shared.encoders.CLIPFeature`), and the concatenated
+  L x D vector is projected to the model width; then `enc_depth` blocks of global self-attention followed by
+  windowed self-attention over adjacent frames (Table 4: SA + WA is better than either alone);
+- decoder (eq. 4): queries c_i^query = Proj(Concat[CLS^4, CLS^8, CLS^11]) + q_i with learnable q_i; `dec_depth`
+  blocks of [self-attention, cross-attention (queries -> encoder output), windowed self-attention];
+- output: t_v = Linear(Concat[c_1^out .. c_N^out]) -> [M, C]: one Linear over all frames, as eq. 4 writes it,
+  which fixes N (`n_frames`, 102 for 10.24 s at 10 fps; shorter inputs are zero-padded, longer ones cut).
+
+Each attention and MLP sub-layer is pre-norm with a residual connection (GPT-style). Widths, depths, heads and
+the window are not given in the paper (reference card sec. 1); the defaults are ours.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def window_mask(n: int, window: int, device=None) -> torch.Tensor:
+    """[n, n] bool, True where attention is NOT allowed: frames further apart than window // 2."""
+    index = torch.arange(n, device=device)
+    return (index[:, None] - index[None, :]).abs() > window // 2
+
+
+class AttentionLayer(nn.Module):
+    """x + MHA(LN(x), context) (self-attention when context is None), optionally masked."""
+
+    def __init__(self, width: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+
+    def forward(self, x, context=None, mask=None):
+        h = self.norm(x)
+        kv = h if context is None else context
+        return x + self.attn(h, kv, kv, attn_mask=mask, need_weights=False)[0]
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, dropout: float = 0.0):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(width),
+            nn.Linear(width, 4 * width),
+            nn.GELU(),
+            nn.Linear(4 * width, width),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x):
+        return x + self.net(x)
+
+
+class EncoderBlock(nn.Module):
+    """Global self-attention, windowed self-attention, MLP."""
+
+    def __init__(self, width: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.global_attn = AttentionLayer(width, heads, dropout)
+        self.window_attn = AttentionLayer(width, heads, dropout)
+        self.mlp = MLP(width, dropout)
+
+    def forward(self, x, mask):
+        return self.mlp(self.window_attn(self.global_attn(x), mask=mask))
+
+
+class DecoderBlock(nn.Module):
+    """Self-attention, cross-attention to the encoded patch features, windowed self-attention, MLP (eq. 4)."""
+
+    def __init__(self, width: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.self_attn = AttentionLayer(width, heads, dropout)
+        self.cross_attn = AttentionLayer(width, heads, dropout)
+        self.window_attn = AttentionLayer(width, heads, dropout)
+        self.mlp = MLP(width, dropout)
+
+    def forward(self, x, memory, mask):
+        x = self.cross_attn(self.self_attn(x), context=memory)
+        return self.mlp(self.window_attn(x, mask=mask))
+
+
+class LayoutPredictor(nn.Module):
+    def __init__(
+        self,
+        clip_dim: int = 768,
+        n_layers: int = 3,
+        n_frames: int = 102,
+        layout_size: tuple[int, int] = (102, 5),
+        width: int = 512,
+        heads: int = 8,
+        enc_depth: int = 2,
+        dec_depth: int = 2,
+        window: int = 5,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.n_frames, self.layout_size, self.window = n_frames, tuple(layout_size), window
+        self.patch_proj = nn.Linear(n_layers * clip_dim, width)
+        self.cls_proj = nn.Linear(n_layers * clip_dim, width)
+        self.position = nn.Parameter(torch.zeros(n_frames, width))
+        self.queries = nn.Parameter(torch.randn(n_frames, width) * 0.02)
+        self.encoder = nn.ModuleList(EncoderBlock(width, heads, dropout) for _ in range(enc_depth))
+        self.decoder = nn.ModuleList(DecoderBlock(width, heads, dropout) for _ in range(dec_depth))
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(n_frames * width, self.layout_size[0] * self.layout_size[1])
+
+    def _frames(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, N, L, D] -> [B, n_frames, L * D], zero-padded or cut in time."""
+        x = x.flatten(2)[:, : self.n_frames]
+        return F.pad(x, (0, 0, 0, self.n_frames - x.shape[1]))
+
+    def forward(self, cls: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
+        """cls, patch [B, N, L, D] -> t_v [B, M, C]."""
+        mask = window_mask(self.n_frames, self.window, cls.device)
+        memory = self.patch_proj(self._frames(patch)) + self.position
+        for block in self.encoder:
+            memory = block(memory, mask)
+        x = self.cls_proj(self._frames(cls)) + self.queries
+        for block in self.decoder:
+            x = block(x, memory, mask)
+        return self.out(self.norm(x).flatten(1)).view(-1, *self.layout_size)

@@ -1,0 +1,198 @@
+"""TiVA's networks: the audio layout, S, T, G, and AudioLDM2's parts at paper size (reference card tiva.md)."""
+
+import math
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
+from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+from projects.tiva.models import (
+    LOG_MEL_BOUNDS,
+    LayoutConditionedUNet,
+    LayoutPredictor,
+    SemanticEncoder,
+    audio_layout,
+    decode_latents,
+    encode_mel,
+    layout_to_latent,
+    load_vae,
+    load_vocoder,
+    load_vocoder_or_griffin_lim,
+    paper_unet_config,
+    paper_vae_config,
+    paper_vocoder_config,
+)
+from shared.audio import GriffinLimVocoder
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_layout_is_bright_only_where_the_sound_is():
+    logmel = torch.full((1, 64, 1024), math.log(1e-5))
+    logmel[:, 40:, 300:400] = 2.0  # a loud high-frequency event between frames 300 and 400
+    layout = audio_layout(logmel)
+    assert layout.shape == (1, 102, 5)
+    assert layout.min() >= 0 and layout.max() <= 1
+    rows = layout[0].amax(dim=1)
+    assert rows[:29].max() == 0 and rows[41:].max() == 0 and rows[31:39].min() > 0.5  # frames / 10.04
+    assert layout[0, 35, :3].max() == 0 and layout[0, 35, 3:].min() > 0.5  # bins 40-63: the top two columns
+    high = LOG_MEL_BOUNDS[1]
+    loud = audio_layout(torch.full((1, 64, 1024), high + 10.0))
+    assert torch.equal(loud, torch.ones_like(loud))  # clamped
+    channel = layout_to_latent(layout, (256, 16))
+    assert channel.shape == (1, 1, 256, 16)
+    assert (
+        channel[0, 0, 80:95, -1].min() > 0.4
+        and channel[0, 0, :60].max() == 0
+        and channel[0, 0, :, 0].max() == 0
+    )
+
+
+def test_semantic_encoder_is_a_linear_map_of_the_chosen_layer():
+    encoder = SemanticEncoder(clip_dim=8, context_dim=4)
+    cls = torch.randn(2, 5, 3, 8)
+    s = encoder(cls)
+    assert s.shape == (2, 5, 4)
+    assert torch.allclose(s, encoder.proj(cls[:, :, -1]))
+    cls2 = cls.clone()
+    cls2[:, :, 0] += 1  # another layer: no effect
+    assert torch.equal(encoder(cls2), s)
+
+
+def tiny_predictor(**kw) -> LayoutPredictor:
+    args = dict(
+        clip_dim=8,
+        n_layers=3,
+        n_frames=12,
+        layout_size=(12, 5),
+        width=16,
+        heads=2,
+        enc_depth=1,
+        dec_depth=1,
+        window=3,
+    )
+    return LayoutPredictor(**(args | kw)).eval()
+
+
+def test_layout_predictor_shapes_and_padding():
+    predictor = tiny_predictor()
+    cls, patch = torch.randn(2, 12, 3, 8), torch.randn(2, 12, 3, 8)
+    assert predictor(cls, patch).shape == (2, 12, 5)
+    # shorter inputs are zero-padded to n_frames, longer ones cut
+    assert predictor(cls[:, :7], patch[:, :7]).shape == (2, 12, 5)
+    long = predictor(torch.cat([cls, cls], 1), torch.cat([patch, patch], 1))
+    assert torch.allclose(long, predictor(cls, patch), atol=1e-6)
+
+
+def test_windowed_attention_only_sees_neighbouring_frames():
+    layer = tiny_predictor().encoder[0].window_attn
+    from projects.tiva.models import window_mask
+
+    x = torch.randn(1, 12, 16)
+    mask = window_mask(12, 3)
+    changed = x.clone()
+    changed[0, 9] = torch.randn(16)  # frame 9 is outside frame 2's window of 3, inside frame 8's
+    before, after = layer(x, mask=mask), layer(changed, mask=mask)
+    assert torch.allclose(before[0, 2], after[0, 2], atol=1e-6)
+    assert not torch.allclose(before[0, 8], after[0, 8], atol=1e-4)
+    # and T as a whole mixes far frames through its global self-attention
+    predictor = tiny_predictor()
+    cls, patch = torch.randn(1, 12, 3, 8), torch.randn(1, 12, 3, 8)
+    patch2 = patch.clone()
+    patch2[0, 11] = torch.randn(3, 8)
+    assert not torch.allclose(predictor(cls, patch), predictor(cls, patch2))
+
+
+def tiny_unet_config() -> dict:
+    return {
+        "sample_size": (16, 8), "in_channels": 5, "out_channels": 5,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+        "block_out_channels": (16, 32), "layers_per_block": 1, "cross_attention_dim": 12,
+        "attention_head_dim": 4, "norm_num_groups": 8,
+    }  # fmt: skip
+
+
+def test_generator_predicts_c_channels_from_latent_layout_and_semantics():
+    torch.manual_seed(0)
+    g = LayoutConditionedUNet(tiny_unet_config()).eval()
+    z, layout = torch.randn(2, 4, 16, 8), torch.rand(2, 1, 16, 8)
+    t, s = torch.tensor([10, 500]), torch.randn(2, 3, 12)
+    eps = g(z, layout, t, s)
+    assert eps.shape == (2, 4, 16, 8)
+    assert not torch.allclose(eps, g(z, torch.zeros_like(layout), t, s), atol=1e-5)  # the layout reaches ε̂
+    assert not torch.allclose(eps, g(z, layout, t, torch.zeros_like(s)), atol=1e-5)  # so does s
+    assert torch.equal(eps, g.unet(torch.cat([z, layout], 1), t, encoder_hidden_states=s).sample[:, :4])
+    with pytest.raises(ValueError, match="c \\+ 1"):
+        LayoutConditionedUNet(tiny_unet_config() | {"out_channels": 4})
+
+
+def test_paper_sizes_of_the_parts():
+    vae = AutoencoderKL(**paper_vae_config())
+    vocoder = SpeechT5HifiGan(paper_vocoder_config())
+    counts = {
+        "VAE": n_params(vae),
+        "vocoder": n_params(vocoder),
+        "G": n_params(LayoutConditionedUNet(paper_unet_config())),
+        "S": n_params(SemanticEncoder()),
+        "T": n_params(LayoutPredictor()),
+    }
+    print("TiVA paper-configuration parameters:", counts)
+    assert counts["VAE"] == pytest.approx(55.4e6, rel=0.01)
+    assert counts["vocoder"] == pytest.approx(55.3e6, rel=0.01)
+    assert counts["S"] == 768 * 768 + 768
+    # AudioLDM2's own UNet at the same widths (three transformers per site, two contexts): its 346.9 M
+    config = paper_unet_config()
+    audioldm2 = AudioLDM2UNet2DConditionModel(
+        **{k: v for k, v in config.items() if k != "cross_attention_dim"}
+        | {"in_channels": 8, "out_channels": 8},
+        cross_attention_dim=[[None, 768, 1024]] * 4,
+    )
+    assert n_params(audioldm2) == pytest.approx(346.9e6, rel=0.01)
+    assert counts["G"] < n_params(audioldm2)
+    # shapes of the reference card sec. 11, at a quarter of the length to stay fast on a CPU
+    with torch.no_grad():
+        z = encode_mel(vae, torch.randn(1, 64, 256))
+        assert z.shape == (1, 8, 64, 16)
+        assert decode_latents(vae, z).shape == (1, 64, 256)
+
+
+def tiny_parts(root):
+    vae = AutoencoderKL(
+        in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 8), layers_per_block=1,
+        latent_channels=4, norm_num_groups=4, scaling_factor=0.5,
+    )  # fmt: skip
+    vocoder = SpeechT5HifiGan(
+        SpeechT5HifiGanConfig(
+            model_in_dim=64, upsample_initial_channel=64, upsample_rates=[5, 4, 2, 2, 2],
+            upsample_kernel_sizes=[10, 8, 4, 4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]],
+            normalize_before=False,
+        )
+    )  # fmt: skip
+    vae.save_pretrained(root / "vae")
+    vocoder.save_pretrained(root / "vocoder")
+    return vae.eval(), vocoder.eval()
+
+
+def test_audioldm_folder_round_trip(tmp_path):
+    vae, vocoder = tiny_parts(tmp_path)
+    loaded_vae, loaded_vocoder = load_vae(tmp_path), load_vocoder(tmp_path)
+    assert loaded_vae.config.scaling_factor == 0.5  # read from the folder, not assumed
+    assert not any(p.requires_grad for p in loaded_vae.parameters())
+    logmel = torch.randn(2, 64, 32)
+    with torch.no_grad():
+        posterior = vae.encode(logmel.transpose(1, 2)[:, None]).latent_dist
+        z = encode_mel(loaded_vae, logmel, generator=torch.Generator().manual_seed(0))
+        expected = posterior.sample(torch.Generator().manual_seed(0)) * 0.5
+        assert torch.allclose(z, expected, atol=1e-6) and z.shape == (2, 4, 8, 16)
+        wave = loaded_vocoder(logmel)
+        assert wave.shape == (2, 32 * 160)
+        assert torch.allclose(wave, vocoder(logmel.transpose(1, 2))[..., : 32 * 160], atol=1e-6)
+    assert isinstance(load_vocoder_or_griffin_lim(tmp_path / "nowhere"), GriffinLimVocoder)
+    with pytest.raises(FileNotFoundError, match="vae"):
+        load_vae(tmp_path / "nowhere")
