@@ -4,9 +4,11 @@
   ResNet-50 condition) as a module and as a feature for the cache (`avgen prepare --features resnet50`);
 - `load_official_features`, `load_official_bninception`, `OfficialFeatureFiles` (a cache feature):
   SpecVQGAN's released `.pkl` features, read without executing anything a pickle names;
+- `CLIPFrameFeatures` / `CLIPFeature`: per-frame CLS and mean patch tokens of chosen open_clip layers (TiVA);
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
+from shared.encoders.clip import CLIPFeature, CLIPFrameFeatures, split_clip_feature
 from shared.encoders.frames import (
     CROP_LEN,
     FEAT_LEN,
@@ -31,6 +33,8 @@ from shared.encoders.resnet import ResNetFeature, ResNetFrameFeatures, build_res
 __all__ = [
     "CROP_LEN",
     "FEAT_LEN",
+    "CLIPFeature",
+    "CLIPFrameFeatures",
     "OfficialFeatureFiles",
     "ResNetFeature",
     "ResNetFrameFeatures",
@@ -47,5 +51,6 @@ __all__ = [
     "resample_frames",
     "resample_indices",
     "select_frames",
+    "split_clip_feature",
     "weights_identity",
 ]
