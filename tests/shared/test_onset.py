@@ -16,7 +16,7 @@ def click_train(shift_seconds: float = 0.0, n: int = 163_840) -> np.ndarray:
     """19 clicks every 0.5 s from 0.5 s (+ shift), 10.24 s at 16 kHz."""
     y = np.zeros(n)
     for k in range(19):
-        y[int(round((0.5 + 0.5 * k + shift_seconds) * SR))] = 1.0
+        y[round((0.5 + 0.5 * k + shift_seconds) * SR)] = 1.0
     return y
 
 
@@ -27,7 +27,7 @@ def peaks(odf: np.ndarray) -> np.ndarray:
 def test_click_train_odf_has_one_peak_a_frame_after_each_click():
     odf = onset_strength(click_train())
     assert odf.shape == (1025,)
-    click_frames = np.array([int(round((0.5 + 0.5 * k) * SR)) // 160 for k in range(19)])
+    click_frames = np.array([round((0.5 + 0.5 * k) * SR) // 160 for k in range(19)])
     found = peaks(odf)
     assert len(found) == 19
     assert np.all((found - click_frames >= 0) & (found - click_frames <= 1))  # within the 10-ms frame after
