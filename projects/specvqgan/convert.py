@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from projects.specvqgan.convert_melception import load_melception
 from projects.specvqgan.convert_melgan import load_official_melgan
 from projects.specvqgan.models import PatchDiscriminator, SpectrogramVQGAN, VGGishish
 from projects.specvqgan.models.sampler import VisualCodeSampler
+from shared.encoders.melception_loading import load_melception
 
 # the official vocoder and Melception loaders live in their own modules; one import place for all of them
 __all__ = ["load_codebook", "load_melception", "load_official", "load_official_discriminator",
@@ -284,7 +284,7 @@ def load_vggishish(path: str | Path, stats_file: str | Path | None = None) -> VG
     """
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if "state_dict" in ckpt and "hyper_parameters" in ckpt:
-        from projects.specvqgan.module_classifier import SpectrogramClassifier
+        from shared.classifier import SpectrogramClassifier
 
         return SpectrogramClassifier.load_from_checkpoint(path, map_location="cpu").net.eval()
     if "model" in ckpt:

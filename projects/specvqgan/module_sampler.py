@@ -20,10 +20,9 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from projects.specvqgan.convert import load_codebook
-from projects.specvqgan.convert_melception import load_melception
-from projects.specvqgan.evaluate import MelceptionMetrics
 from projects.specvqgan.models.sampler import VisualCodeSampler
-from shared.metrics import StageMeans
+from shared.encoders import load_melception
+from shared.metrics import MelceptionMetrics, StageMeans
 
 CONDITIONS = ("feats", "class", "feats+class", "none")
 

@@ -5,6 +5,8 @@
 - `load_official_features`, `load_official_bninception`, `OfficialFeatureFiles` (a cache feature):
   SpecVQGAN's released `.pkl` features, read without executing anything a pickle names;
 - `CLIPFrameFeatures` / `CLIPFeature`: per-frame CLS and mean patch tokens of chosen open_clip layers (TiVA);
+- `Melception` (SpecVQGAN's evaluation classifier; also TiVA's), `load_melception` (official or our checkpoints),
+  `melception_inputs` (audio at any rate -> Melception's mel);
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
@@ -21,6 +23,8 @@ from shared.encoders.frames import (
     resample_indices,
     select_frames,
 )
+from shared.encoders.melception import Melception, melception_inputs
+from shared.encoders.melception_loading import load_melception
 from shared.encoders.official import (
     OfficialFeatureFiles,
     SafeUnpickler,
@@ -35,6 +39,7 @@ __all__ = [
     "FEAT_LEN",
     "CLIPFeature",
     "CLIPFrameFeatures",
+    "Melception",
     "OfficialFeatureFiles",
     "ResNetFeature",
     "ResNetFrameFeatures",
@@ -43,9 +48,11 @@ __all__ = [
     "build_resnet",
     "center_crop_frames",
     "frame_lengths",
+    "load_melception",
     "load_official_bninception",
     "load_official_features",
     "loop_frames",
+    "melception_inputs",
     "no_feats",
     "pad_or_trim",
     "resample_frames",

@@ -35,7 +35,7 @@ def test_print_config_shows_full_class_paths(toy_root, tmp_path, capsys):
         AvgenCLI(args=["fit", *toy_args(toy_root, tmp_path), "--model.init_args.lr=0.01", "--print_config"])
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] == "projects.specvqgan.module_classifier.SpectrogramClassifier"
+    assert printed["model"]["class_path"] == "shared.classifier.SpectrogramClassifier"
     assert printed["model"]["init_args"]["lr"] == 0.01
     assert printed["model"]["init_args"]["net"]["class_path"] == "projects.specvqgan.models.VGGishish"
     assert printed["data"]["init_args"]["dataset"]["class_path"] == "shared.data.VGGSoundIndex"

@@ -332,3 +332,19 @@ def test_prepare_caches_resnet_features_of_the_toy_set(toy_root, tmp_path, capsy
     with pytest.raises(SystemExit):
         main([*args[:4], "--features", "mel,resnet5"])
     assert "unknown features ['resnet5']" in capsys.readouterr().err
+
+
+def test_melception_inputs_resample_then_take_specvqgans_mel():
+    import torchaudio
+
+    from shared.audio import MelFrontEnd
+    from shared.encoders import melception_inputs
+
+    wave = torch.randn(2, 16000) * 0.1
+    by_hand = MelFrontEnd.from_preset("specvqgan")(torchaudio.functional.resample(wave, 16000, 22050))
+    ours = melception_inputs(wave, 16000)
+    assert ours.shape == (2, 80, 1 + 22050 // 256)
+    assert torch.equal(ours, by_hand)
+    assert torch.equal(
+        melception_inputs(torch.zeros(1, 22050), 22050), torch.zeros(1, 80, 87)
+    )  # no resampling

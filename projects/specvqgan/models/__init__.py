@@ -2,7 +2,6 @@
 
 from projects.specvqgan.models.discriminator import PatchDiscriminator
 from projects.specvqgan.models.lpaps import LPAPS
-from projects.specvqgan.models.melception import Melception
 from projects.specvqgan.models.melgan import MelGANDiscriminator, MelGANGenerator
 from projects.specvqgan.models.vggishish import VGGishish
 from projects.specvqgan.models.vqgan import SpectrogramVQGAN
@@ -11,7 +10,6 @@ __all__ = [
     "LPAPS",
     "MelGANDiscriminator",
     "MelGANGenerator",
-    "Melception",
     "PatchDiscriminator",
     "SpectrogramVQGAN",
     "VGGishish",

@@ -17,7 +17,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from projects.specvqgan.models.mel_statistics import MelStandardization
+from shared.encoders.mel_statistics import MelStandardization
 
 VGG16_BLOCKS = (2, 2, 3, 3, 3)  # convs per block
 

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 from torchvision.models.inception import BasicConv2d, Inception3
 
-from projects.specvqgan.convert_melception import load_melception
 from projects.specvqgan.data import SpectrogramDataModule
-from projects.specvqgan.evaluate import MelceptionMetrics, spectrogram_metrics
-from projects.specvqgan.models import Melception, VGGishish
+from projects.specvqgan.models import VGGishish
 from shared.cli import AvgenCLI
+from shared.encoders import Melception
+from shared.encoders.melception_loading import load_melception
+from shared.metrics import MelceptionMetrics, spectrogram_metrics
 from tests.conftest import REPO
 from tests.projects.specvqgan.test_training import toy_args
 

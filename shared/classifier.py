@@ -1,4 +1,4 @@
-"""Training a spectrogram classifier: VGGish-ish for LPAPS (SpecVQGAN paper sec. 6.1.3) and Melception for
+"""Training a spectrogram classifier (SpecVQGAN's VGGish-ish and Melception; TiVA trains its toy Melception with it): VGGish-ish for LPAPS (SpecVQGAN paper sec. 6.1.3) and Melception for
 the evaluation metrics (sec. 6.1.6, "similar to VGGish-ish").
 
 Cross-entropy on the dataset's labels; Adam lr 3e-4, betas (0.9, 0.999), weight decay 1e-3 for VGGish-ish
@@ -7,7 +7,7 @@ has not improved for 5 epochs (EarlyStopping in the config). The classifier's in
 the training split.
 
 `net` is any module with `forward(mel01 [B, 1, F, T] in [0, 1]) -> logits [B, n_classes]`, an `n_classes`
-attribute and `set_mel_statistics(mean [F], std [F])` (`models.VGGishish`, `models.Melception`).
+attribute and `set_mel_statistics(mean [F], std [F])` (`projects.specvqgan.models.VGGishish`, `shared.encoders.Melception`).
 """
 
 from __future__ import annotations

@@ -19,9 +19,11 @@ two cores). The paper configuration is `width_divisor=1`, which builds torchvisi
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import torch
+import torchaudio
 from torch import nn
 from torchvision.models.inception import (
     BasicConv2d,
@@ -34,7 +36,8 @@ from torchvision.models.inception import (
     InceptionE,
 )
 
-from projects.specvqgan.models.mel_statistics import MelStandardization
+from shared.audio import MelFrontEnd
+from shared.encoders.mel_statistics import MelStandardization
 
 FEATURES = ("2048", "logits", "logits_unbiased")
 # The blocks in the order torchvision's Inception3 runs them (maxpool1/2 are identities here).
@@ -118,3 +121,18 @@ class Melception(MelStandardization, Inception3):
         pooled = self._pooled(mel01)
         out = {"2048": pooled, "logits": self.fc(pooled), "logits_unbiased": pooled @ self.fc.weight.t()}
         return {name: out[name] for name in names}
+
+
+@functools.cache
+def _specvqgan_front_end() -> MelFrontEnd:
+    return MelFrontEnd.from_preset("specvqgan")
+
+
+def melception_inputs(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Waveforms [B, T] at any rate -> what Melception reads: SpecVQGAN's mel [B, 80, frames] in [0, 1] of the
+    audio resampled to 22,050 Hz (torchaudio's sinc resampler). This is how audio of other systems is scored
+    with Melception, e.g. TiVA's 16 kHz output (TiVA reference card sec. 8, "Melception path")."""
+    front_end = _specvqgan_front_end().to(wave.device)
+    if sample_rate != front_end.sample_rate:
+        wave = torchaudio.functional.resample(wave.float(), sample_rate, front_end.sample_rate)
+    return front_end(wave)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from projects.specvqgan.models import Melception
-from projects.specvqgan.models.mel_statistics import read_mel_statistics
+from shared.encoders.mel_statistics import read_mel_statistics
+from shared.encoders.melception import Melception
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def load_melception(
     path = Path(path)
     ckpt = _load(path, allow_pickle)
     if "state_dict" in ckpt and "hyper_parameters" in ckpt:
-        from projects.specvqgan.module_classifier import SpectrogramClassifier
+        from shared.classifier import SpectrogramClassifier
 
         net = SpectrogramClassifier.load_from_checkpoint(
             path, map_location="cpu", weights_only=not allow_pickle
