@@ -1,0 +1,280 @@
+"""TiVA's training strategies and evaluation (paper sec. 3.3, 4.1, Table 5), one LightningModule for all stages.
+
+The networks (sec. 3.2): the semantic encoder S (eq. 2), the layout predictor T (eqs. 3-4) and the generator G
+(eq. 7), on top of frozen parts: CLIP (cached features from the data module), the mel VAE and the vocoder
+(AudioLDM2's, or the toy pipeline's VAE and Griffin-Lim; `audioldm_root`). `stage` picks what is trained:
+
+| stage | trains | G's layout input | loss | paper |
+| --- | --- | --- | --- | --- |
+| `layout` | T | - | ‖t_a - T(v)‖² | eq. 8 |
+| `generator` | S, G | ground truth t_a | ‖ε - G([z_t, t_a], S(v), t)‖² | eq. 9 |
+| `joint` | S, T, G | predicted T(v) | ‖ε - G([z_t, T(v)], S(v), t)‖² | eq. 10 |
+| `no_layout` | S, G | none (zeros) | ‖ε - G([z_t, 0], S(v), t)‖² | Table 5 "w/o T" |
+
+In every generator stage 10 % of the semantic embeddings are zeroed, per sample (`cond_drop`, sec. 4.1.1;
+zero is also the unconditional input of guidance, reference card sec. 5). The DDPM schedule is AudioLDM2's
+(`shared.diffusion.training_scheduler`: 1000 steps, scaled-linear betas 0.0015-0.0195, ε-prediction).
+`layout_predictor_ckpt` loads T from a `layout` run, `init_ckpt` loads S, T and G from an earlier generator
+stage (the joint stage starts from the separately trained parts, sec. 3.3).
+
+Evaluation (`avgen test`): each clip is generated with DPM-Solver (2nd order, `steps` = 25) and classifier-
+free guidance (`guidance_scale` = 5.0; 0 is Table 5's "w/o S"), from `eval_layout` (predicted by default; the
+ground-truth layout gives Table 3's "G w/ t_a" upper bound), decoded by the VAE and vocoded. Logged:
+FAD / KL / IS on Melception (`melception_ckpt`: the toy-trained one or SpecVQGAN's official file; the
+generated and reference 16 kHz audio are resampled to 22,050 Hz for it, reference card sec. 8), W-dis and
+DTW-dis of the onset-detection curves against the reference audio, the layout L2 of T, and the generation time
+per clip from the cached CLIP features to the decoded mel (the vocoder excluded, sec. 4.1.3).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from projects.tiva.frontend import AudioFrontEnd
+from projects.tiva.models import (
+    LayoutConditionedUNet,
+    LayoutPredictor,
+    SemanticEncoder,
+    decode_latents,
+    encode_mel,
+    layout_to_latent,
+    load_vae,
+    load_vocoder_or_griffin_lim,
+)
+from shared.diffusion import DDPMSampler, DPMSolverSampler, training_scheduler
+from shared.encoders import load_melception, melception_inputs
+from shared.guidance import batched_guidance, drop_condition
+from shared.metrics import MelceptionMetrics, OnsetSyncMetrics, StageMeans
+
+STAGES = ("layout", "generator", "joint", "no_layout")
+LAYOUTS = ("ground_truth", "predicted", "none")
+TRAINED = {
+    "layout": ("layout_predictor",),
+    "generator": ("semantic", "generator"),
+    "joint": ("semantic", "layout_predictor", "generator"),
+    "no_layout": ("semantic", "generator"),
+}
+
+
+def _load_submodules(module: nn.Module, ckpt_path: str, names: tuple[str, ...]) -> None:
+    """Copy the weights of submodules `names` from a Lightning checkpoint of this class."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+    for name in names:
+        prefix = f"{name}."
+        part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if not part:
+            raise ValueError(f"{ckpt_path}: no weights for {name!r} (is it a TiVA checkpoint?)")
+        getattr(module, name).load_state_dict(part)
+
+
+class TiVA(LightningModule):
+    """Batch keys used: `wave` [B, samples] at 16 kHz, `clip_cls` / `clip_patch` [B, N, L, D], `clip_id`."""
+
+    def __init__(
+        self,
+        semantic: SemanticEncoder,
+        layout_predictor: LayoutPredictor,
+        generator: LayoutConditionedUNet,
+        audioldm_root: str,
+        stage: str = "joint",
+        layout_size: tuple[int, int] = (102, 5),
+        layout_predictor_ckpt: str | None = None,
+        init_ckpt: str | None = None,
+        lr: float = 1e-4,
+        cond_drop: float = 0.1,
+        eval_layout: str | None = None,
+        sampler: str = "dpm_solver",
+        steps: int = 25,
+        guidance_scale: float = 5.0,
+        melception_ckpt: str | None = None,
+        melception_stats: str | None = None,
+    ):
+        super().__init__()
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        eval_layout = eval_layout or {"no_layout": "none", "layout": "predicted"}.get(stage, "predicted")
+        if eval_layout not in LAYOUTS:
+            raise ValueError(f"eval_layout must be one of {LAYOUTS}, got {eval_layout!r}")
+        if sampler not in ("dpm_solver", "ddpm"):
+            raise ValueError(f"sampler must be 'dpm_solver' or 'ddpm', got {sampler!r}")
+        self.save_hyperparameters(ignore=["semantic", "layout_predictor", "generator"])
+        self.hparams.eval_layout = eval_layout
+        self.semantic, self.layout_predictor, self.generator = semantic, layout_predictor, generator
+        if layout_predictor_ckpt:
+            _load_submodules(self, layout_predictor_ckpt, ("layout_predictor",))
+        if init_ckpt:
+            _load_submodules(self, init_ckpt, ("semantic", "layout_predictor", "generator"))
+        for name in ("semantic", "layout_predictor", "generator"):
+            getattr(self, name).requires_grad_(name in TRAINED[stage])
+        self.front_end = AudioFrontEnd(layout_size)
+        self.scheduler = training_scheduler()
+        # Plain dicts, not submodules: the frozen VAE, vocoder and Melception stay out of the checkpoints.
+        self.frozen: dict[str, nn.Module] = {}
+        self.metrics: dict[str, nn.Module] = {}
+        self.eval_means = StageMeans(["loss", "layout_l2"])
+
+    # --- frozen parts --------------------------------------------------------------------------------
+    def part(self, name: str) -> nn.Module:
+        """The frozen VAE or vocoder, loaded on first use and kept on this module's device."""
+        if name not in self.frozen:
+            root = self.hparams.audioldm_root
+            self.frozen[name] = load_vae(root) if name == "vae" else load_vocoder_or_griffin_lim(root)
+        return self.frozen[name].to(self.device)
+
+    # --- conditions ----------------------------------------------------------------------------------
+    def semantic_condition(self, batch: dict) -> torch.Tensor:
+        return self.semantic(batch["clip_cls"])
+
+    def predicted_layout(self, batch: dict) -> torch.Tensor:
+        return self.layout_predictor(batch["clip_cls"], batch["clip_patch"])
+
+    def layout_condition(self, batch: dict, logmel: torch.Tensor | None, kind: str) -> torch.Tensor:
+        """[B, M, C]: the ground-truth layout of the clip's audio, T's prediction, or zeros (no layout)."""
+        if kind == "predicted":
+            return self.predicted_layout(batch)
+        layout = self.front_end.layout(logmel)
+        return layout if kind == "ground_truth" else torch.zeros_like(layout)
+
+    # --- training ------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for name in TRAINED[self.hparams.stage] for p in getattr(self, name).parameters()]
+        return torch.optim.AdamW(params, lr=self.hparams.lr)
+
+    def _train_layout(self) -> str:
+        return {"generator": "ground_truth", "joint": "predicted", "no_layout": "none"}[self.hparams.stage]
+
+    def losses(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        logmel = self.front_end(batch["wave"])
+        out = {}
+        if self.hparams.stage != "no_layout":
+            out["layout_l2"] = F.mse_loss(self.predicted_layout(batch), self.front_end.layout(logmel))
+        if self.hparams.stage == "layout":
+            out["loss"] = out["layout_l2"]
+            return out
+        with torch.no_grad():
+            z0 = encode_mel(self.part("vae"), logmel, generator=generator)
+        layout = layout_to_latent(self.layout_condition(batch, logmel, self._train_layout()), z0.shape[-2:])
+        s = self.semantic_condition(batch)
+        if self.training:
+            s = drop_condition(s, self.hparams.cond_drop)
+        noise = torch.randn(z0.shape, generator=generator, device=z0.device)
+        steps = self.scheduler.config.num_train_timesteps
+        t = torch.randint(0, steps, (z0.shape[0],), generator=generator, device=z0.device)
+        z_t = self.scheduler.add_noise(z0.float(), noise, t)
+        out["loss"] = F.mse_loss(self.generator(z_t, layout, t, s), noise)
+        return out
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True)
+        return losses["loss"]
+
+    # --- generation ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_latents(
+        self, batch: dict, length: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Sampled latents [B, c, h, w] of `length` audio samples for the clips of a batch (DPM-Solver or
+        DDPM, with CFG). The ground-truth layout (`eval_layout`) needs the batch's `wave`."""
+        vae, mel = self.part("vae"), self.front_end.mel.config
+        down = 2 ** (len(vae.config.block_out_channels) - 1)
+        shape = (
+            len(batch["clip_cls"]),
+            vae.config.latent_channels,
+            length // mel.hop_length // down,
+            mel.n_mels // down,
+        )
+        logmel = self.front_end(batch["wave"]) if self.hparams.eval_layout == "ground_truth" else None
+        layout = layout_to_latent(self.layout_condition(batch, logmel, self.hparams.eval_layout), shape[-2:])
+        s = self.semantic_condition(batch)
+        both_layouts = torch.cat([layout, layout])  # the layout conditions both branches; only s is dropped
+        denoise = batched_guidance(
+            lambda x, t, c: self.generator(x, both_layouts, t, c),
+            s,
+            torch.zeros_like(s),
+            self.hparams.guidance_scale,
+        )
+        sampler = DPMSolverSampler if self.hparams.sampler == "dpm_solver" else DDPMSampler
+        return sampler(self.scheduler).sample(
+            denoise, shape, steps=self.hparams.steps, generator=generator, device=self.device
+        )
+
+    @torch.no_grad()
+    def generate(
+        self, batch: dict, length: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """{"logmel": [B, 64, T], "wave": [B, length] at 16 kHz, "layout": [B, M, C] (None with ground-truth
+        or no layouts), "seconds": generation time from features to mel, the vocoder excluded}."""
+        start = time.perf_counter()
+        logmel = decode_latents(self.part("vae"), self.generate_latents(batch, length, generator))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        wave = self.part("vocoder")(logmel)
+        wave = F.pad(wave, (0, max(0, length - wave.shape[-1])))[..., :length]
+        layout = self.predicted_layout(batch) if self.hparams.eval_layout == "predicted" else None
+        return {"logmel": logmel, "wave": wave, "layout": layout, "seconds": torch.tensor(seconds)}
+
+    # --- evaluation ----------------------------------------------------------------------------------
+    def _start_metrics(self) -> None:
+        if self.trainer.state.fn == "fit":
+            return
+        if not self.metrics:
+            self.metrics["sync"] = OnsetSyncMetrics(sample_rate=self.front_end.sample_rate)
+            if self.hparams.melception_ckpt:
+                melception = load_melception(self.hparams.melception_ckpt, self.hparams.melception_stats)
+                self.metrics["quality"] = MelceptionMetrics(melception)
+        for metric in self.metrics.values():
+            metric.to(self.device).reset()
+        self._seconds, self._clips = 0.0, 0
+
+    def on_validation_start(self) -> None:
+        self._start_metrics()
+
+    def on_test_start(self) -> None:
+        self._start_metrics()
+
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        generator = torch.Generator(self.device).manual_seed(1234)  # the same noise at every check
+        losses = self.losses(batch, generator=generator)
+        self.eval_means.log(self, stage, losses, len(batch["wave"]))
+        if self.trainer.state.fn == "fit" or self.hparams.stage == "layout":
+            return
+        out = self.generate(batch, batch["wave"].shape[-1], generator)
+        self._seconds += float(out["seconds"])
+        self._clips += len(batch["wave"])
+        self.metrics["sync"].update(out["wave"], batch["wave"])
+        if "quality" in self.metrics:
+            real = melception_inputs(batch["wave"], self.front_end.sample_rate).unsqueeze(1)
+            fake = melception_inputs(out["wave"], self.front_end.sample_rate).unsqueeze(1)
+            self.metrics["quality"].update(real, batch["clip_id"], fake, batch["clip_id"])
+
+    def _log_metrics(self, stage: str) -> None:
+        if self.trainer.state.fn == "fit" or self.hparams.stage == "layout":
+            return
+        values = {}
+        for metric in self.metrics.values():
+            values |= {name: float(v) for name, v in metric.compute().items()}
+        values["seconds_per_clip"] = self._seconds / max(self._clips, 1)
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, rank_zero_only=True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        out = self.generate(batch, batch["wave"].shape[-1])
+        return {"clip_id": batch["clip_id"], "wave": out["wave"], "logmel": out["logmel"]}
