@@ -102,7 +102,7 @@ class TiVA(LightningModule):
             raise ValueError(f"eval_layout must be one of {LAYOUTS}, got {eval_layout!r}")
         if sampler not in ("dpm_solver", "ddpm"):
             raise ValueError(f"sampler must be 'dpm_solver' or 'ddpm', got {sampler!r}")
-        self.save_hyperparameters(ignore=["semantic", "layout_predictor", "generator"])
+        self.save_hyperparameters()
         self.hparams.eval_layout = eval_layout
         self.semantic, self.layout_predictor, self.generator = semantic, layout_predictor, generator
         if layout_predictor_ckpt:
@@ -137,8 +137,10 @@ class TiVA(LightningModule):
         """[B, M, C]: the ground-truth layout of the clip's audio, T's prediction, or zeros (no layout)."""
         if kind == "predicted":
             return self.predicted_layout(batch)
-        layout = self.front_end.layout(logmel)
-        return layout if kind == "ground_truth" else torch.zeros_like(layout)
+        if kind == "ground_truth":
+            return self.front_end.layout(logmel)
+        cls = batch["clip_cls"]
+        return cls.new_zeros(cls.shape[0], *self.front_end.layout_size)
 
     # --- training ------------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -52,7 +52,7 @@ ROWS = [
 COLUMNS = ("fid", "mkl", "is", "w_dis", "dtw_dis", "layout_l2", "seconds_per_clip")
 
 
-def test_run(
+def evaluate_run(
     run_dir: Path, checkpoint: Path, melception_ckpt: Path, overrides: list[str]
 ) -> dict[str, float]:
     """`avgen test` of a generator stage's checkpoint with the evaluation metrics, on the test split."""
@@ -83,6 +83,6 @@ def summarize(results: dict[str, StageResult]) -> str:
         + "".join(f"{c:>10}" for c in ("FAD", "KL", "IS", "W-dis", "DTW-dis", "L2(t)", "s/clip")),
     ]
     for label, stage, overrides in ROWS:
-        metrics = test_run(results[stage].run_dir, results[stage].checkpoint, melception, overrides)
+        metrics = evaluate_run(results[stage].run_dir, results[stage].checkpoint, melception, overrides)
         lines.append(f"  {label:<33}" + "".join(f"{metrics.get(c, float('nan')):10.4f}" for c in COLUMNS))
     return "\n".join(lines)
