@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from projects.tiva.pipeline import COLUMNS, test_run
+from projects.tiva.pipeline import COLUMNS, evaluate_run
 
 SETTINGS = {"DPM-Solver, 25 steps": ["dpm_solver", 25], "DDPM, 200 steps": ["ddpm", 200]}
 
@@ -39,7 +39,7 @@ def main() -> None:
     results = {}
     for label, (sampler, steps) in SETTINGS.items():
         overrides = [f"--model.init_args.sampler={sampler}", f"--model.init_args.steps={steps}"]
-        results[label] = test_run(run, checkpoint, melception, overrides)
+        results[label] = evaluate_run(run, checkpoint, melception, overrides)
     print(f"{'sampler':<24}" + "".join(f"{c:>18}" for c in COLUMNS))
     for label, metrics in results.items():
         print(f"{label:<24}" + "".join(f"{metrics.get(c, float('nan')):18.4f}" for c in COLUMNS))
