@@ -1,7 +1,8 @@
 """SpecVQGAN's toy pipeline (`make train PROJECT=specvqgan`), paper sec. 3 end to end at toy scale.
 
-VGGish-ish (the codebook's LPAPS needs it frozen, sec. 3.1) -> spectrogram codebook -> the sampler
-conditioned on video features, and the "No Feats" sampler as its baseline (sec. 3.2, Table 3; their
+VGGish-ish (the codebook's LPAPS needs it frozen, sec. 3.1) -> spectrogram codebook -> the toy visual
+encoder (a frame classifier standing in for ImageNet pre-training, `module_frames`) -> the sampler
+conditioned on its video features, and the "No Feats" sampler as its baseline (sec. 3.2, Table 3; the
 visual features are cached by the data module's preparation) -> MelGAN vocoder (sec. 3.3) -> Melception
 (sec. 3.4) -> evaluation: FID, MKL and IS on Melception for both samplers' samples and for the codebook's
 reconstructions (the comparison of Tables 1 and 3), on the test split.
@@ -26,7 +27,15 @@ STAGES = [
         "toy_codebook.yaml",
         args=lambda results: [f"--model.init_args.classifier_ckpt={results['vggishish'].checkpoint}"],
     ),
-    Stage("sampler", "toy_sampler.yaml", args=_codebook),
+    Stage("frames", "toy_frames.yaml"),
+    Stage(
+        "sampler",
+        "toy_sampler.yaml",
+        args=lambda results: [
+            *_codebook(results),
+            f"--data.init_args.visual.init_args.weights={results['frames'].run_dir / 'frame_encoder.pt'}",
+        ],
+    ),
     Stage("sampler_nofeats", "toy_sampler_nofeats.yaml", args=_codebook),
     Stage("vocoder", "toy_vocoder.yaml"),
     Stage("melception", "toy_melception.yaml"),
@@ -55,6 +64,7 @@ def summarize(results: dict[str, StageResult]) -> str:
         "SpecVQGAN toy pipeline:",
         f"  VGGish-ish accuracy (valid)       {classifier.get('val/acc', float('nan')):.3f}",
         f"  Melception accuracy (valid)       {results['melception'].metrics.get('val/acc', float('nan')):.3f}",
+        f"  frame classifier accuracy (valid) {results['frames'].metrics.get('val/acc', float('nan')):.3f}",
         f"  codebook L1 reconstruction        {quality['l1_reconstruction']:.4f}"
         f"   (mean-spectrogram baseline {quality['l1_mean_spectrogram']:.4f})",
         f"  codes used                        {quality['codes_used']:.0%} of {quality['n_codes']}",
