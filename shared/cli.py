@@ -34,7 +34,7 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from shared.callbacks import ClipPredictionWriter, LastCheckpoint, PreemptionRequeue, RNGStateCheckpoint
@@ -62,6 +62,17 @@ def newest_checkpoint(run_dir: str | Path) -> Path | None:
     return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
 
 
+class RunConfigSaver(SaveConfigCallback):
+    """`config.yaml` is the training run's: `validate`, `test` and `predict` write `config_<stage>.yaml` beside
+    it, so evaluating a run with other settings never changes what `avgen fit --config <run>/config.yaml`
+    continues."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit":
+            self.config_filename = f"config_{stage}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+
 class AvgenCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True):
         super().__init__(
@@ -69,6 +80,7 @@ class AvgenCLI(LightningCLI):
             LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
+            save_config_callback=RunConfigSaver,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"parser_mode": "omegaconf"},
             auto_configure_optimizers=False,

@@ -163,3 +163,7 @@ def test_command_line_values_win_over_the_checkpoint_s_hyperparameters(toy_root,
         args=["validate", *toy_args(toy_root, tmp_path), f"--ckpt_path={ckpt}", "--model.init_args.lr=0.5"]
     )
     assert cli.model.hparams.lr == 0.5
+    # evaluating with other settings leaves the training run's config.yaml alone
+    run = ckpt.parents[1]
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]["lr"] == 0.001
+    assert yaml.safe_load((run / "config_validate.yaml").read_text())["model"]["init_args"]["lr"] == 0.5
