@@ -67,7 +67,8 @@ class RunConfigSaver(SaveConfigCallback):
     it, so evaluating a run with other settings never changes what `avgen fit --config <run>/config.yaml`
     continues."""
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
+    def setup(self, trainer, pl_module, stage) -> None:
+        stage = getattr(stage, "value", stage)  # Lightning passes a TrainerFn ("fit", "validate", ...)
         if stage != "fit":
             self.config_filename = f"config_{stage}.yaml"
         super().setup(trainer, pl_module, stage)
