@@ -17,9 +17,12 @@ def test_every_config_resolves(config, capsys):
         AvgenCLI(args=["fit", "--config", str(config), "--print_config"])
     assert exit_info.value.code == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
-    assert resolved["model"]["class_path"].startswith("projects.specvqgan.")
-    waveforms = resolved["model"]["class_path"] == "projects.specvqgan.module_vocoder.MelGANVocoder"
-    expected = "data_audio.WaveformDataModule" if waveforms else "data.SpectrogramDataModule"
+    model = resolved["model"]["class_path"]
+    assert model.startswith("projects.specvqgan.") or model == "shared.classifier.SpectrogramClassifier"
+    expected = {
+        "projects.specvqgan.module_vocoder.MelGANVocoder": "data_audio.WaveformDataModule",
+        "projects.specvqgan.module_frames.FrameClassifier": "module_frames.FrameDataModule",
+    }.get(model, "data.SpectrogramDataModule")
     assert resolved["data"]["class_path"] == f"projects.specvqgan.{expected}"
 
 
