@@ -39,6 +39,8 @@ def paper_vae_config() -> dict:
         "latent_channels": 8,
         "norm_num_groups": 32,
         "sample_size": 1024,
+        "scaling_factor": 0.4110932946205139,  # as in AudioLDM2's vae/config.json; loading reads the file's
+        "force_upcast": True,
     }
 
 
@@ -101,6 +103,10 @@ def encode_mel(
     vae: AutoencoderKL, logmel: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """log-mel [B, F, T] -> scaled latent sample [B, c, T / 4, F / 4] (AudioLDM2 trains on posterior samples)."""
+    down = 2 ** (len(vae.config.block_out_channels) - 1)
+    if logmel.shape[-1] % down or logmel.shape[-2] % down:
+        # the VAE would floor the odd frames away and decode a shorter mel than it was given
+        raise ValueError(f"log-mel of {tuple(logmel.shape[-2:])} (mels, frames): both must divide by {down}")
     posterior = vae.encode(logmel.transpose(1, 2)[:, None].to(vae.dtype)).latent_dist
     return posterior.sample(generator) * vae.config.scaling_factor
 

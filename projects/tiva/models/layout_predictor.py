@@ -11,8 +11,9 @@ From the CLIP features of N video frames, T predicts the audio layout t_v [M, C]
 - output: t_v = Linear(Concat[c_1^out .. c_N^out]) -> [M, C]: one Linear over all frames, as eq. 4 writes it,
   which fixes N (`n_frames`, 102 for 10.24 s at 10 fps; shorter inputs are zero-padded, longer ones cut).
 
-Each attention and MLP sub-layer is pre-norm with a residual connection (GPT-style). Widths, depths, heads and
-the window are not given in the paper (reference card sec. 1); the defaults are ours.
+Each attention and MLP sub-layer is pre-norm with a residual connection (GPT-style), and the encoder output is
+layer-normed before the decoder attends to it. Widths, depths, heads and the window are not given in the paper
+(reference card sec. 1); the defaults are ours.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class LayoutPredictor(nn.Module):
         self.queries = nn.Parameter(torch.randn(n_frames, width) * 0.02)
         self.encoder = nn.ModuleList(EncoderBlock(width, heads, dropout) for _ in range(enc_depth))
         self.decoder = nn.ModuleList(DecoderBlock(width, heads, dropout) for _ in range(dec_depth))
+        self.memory_norm = nn.LayerNorm(width)  # pre-norm blocks leave the residual stream unnormalised
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(n_frames * width, self.layout_size[0] * self.layout_size[1])
 
@@ -121,6 +123,7 @@ class LayoutPredictor(nn.Module):
         memory = self.patch_proj(self._frames(patch)) + self.position
         for block in self.encoder:
             memory = block(memory, mask)
+        memory = self.memory_norm(memory)
         x = self.cls_proj(self._frames(cls)) + self.queries
         for block in self.decoder:
             x = block(x, memory, mask)

@@ -193,6 +193,8 @@ def test_audioldm_folder_round_trip(tmp_path):
         wave = loaded_vocoder(logmel)
         assert wave.shape == (2, 32 * 160)
         assert torch.allclose(wave, vocoder(logmel.transpose(1, 2))[..., : 32 * 160], atol=1e-6)
+        with pytest.raises(ValueError, match="divide by 4"):
+            encode_mel(loaded_vae, torch.randn(1, 64, 30))  # 30 frames would come back as 28
     assert isinstance(load_vocoder_or_griffin_lim(tmp_path / "nowhere"), GriffinLimVocoder)
     with pytest.raises(FileNotFoundError, match="vae"):
         load_vae(tmp_path / "nowhere")
