@@ -15,7 +15,9 @@ In every generator stage 10 % of the semantic embeddings are zeroed, per sample 
 zero is also the unconditional input of guidance, reference card sec. 5). The DDPM schedule is AudioLDM2's
 (`shared.diffusion.training_scheduler`: 1000 steps, scaled-linear betas 0.0015-0.0195, ε-prediction).
 `layout_predictor_ckpt` loads T from a `layout` run, `init_ckpt` loads S, T and G from an earlier generator
-stage (the joint stage starts from the separately trained parts, sec. 3.3).
+stage (the joint stage starts from the separately trained parts, sec. 3.3). `layout_predictor_lr` gives T its
+own learning rate (the paper gives none): eq. 10 has no layout term, so a pretrained T fine-tuned at the
+generator's rate can drift away from layouts before G has adapted to T's errors.
 
 Evaluation (`avgen test`): each clip is generated with DPM-Solver (2nd order, `steps` = 25) and classifier-
 free guidance (`guidance_scale` = 5.0; 0 is Table 5's "w/o S"), from `eval_layout` (predicted by default; the
@@ -86,6 +88,7 @@ class TiVA(LightningModule):
         layout_predictor_ckpt: str | None = None,
         init_ckpt: str | None = None,
         lr: float = 1e-4,
+        layout_predictor_lr: float | None = None,
         cond_drop: float = 0.1,
         eval_layout: str | None = None,
         sampler: str = "dpm_solver",
@@ -144,8 +147,12 @@ class TiVA(LightningModule):
 
     # --- training ------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        params = [p for name in TRAINED[self.hparams.stage] for p in getattr(self, name).parameters()]
-        return torch.optim.AdamW(params, lr=self.hparams.lr)
+        lrs = {"layout_predictor": self.hparams.layout_predictor_lr or self.hparams.lr}
+        groups = [
+            {"params": list(getattr(self, name).parameters()), "lr": lrs.get(name, self.hparams.lr)}
+            for name in TRAINED[self.hparams.stage]
+        ]
+        return torch.optim.AdamW(groups, lr=self.hparams.lr)
 
     def _train_layout(self) -> str:
         return {"generator": "ground_truth", "joint": "predicted", "no_layout": "none"}[self.hparams.stage]

@@ -198,3 +198,23 @@ def test_audioldm_folder_round_trip(tmp_path):
     assert isinstance(load_vocoder_or_griffin_lim(tmp_path / "nowhere"), GriffinLimVocoder)
     with pytest.raises(FileNotFoundError, match="vae"):
         load_vae(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(("stage", "t_lr"), [("joint", 1e-5), ("joint", None), ("generator", 1e-5)])
+def test_each_stage_optimises_its_parts_and_t_can_have_its_own_learning_rate(stage, t_lr):
+    from projects.tiva.module_tiva import TRAINED, TiVA
+
+    parts = {
+        "semantic": SemanticEncoder(clip_dim=8, context_dim=12),
+        "layout_predictor": tiny_predictor(),
+        "generator": LayoutConditionedUNet(tiny_unet_config()),
+    }
+    model = TiVA(**parts, audioldm_root="unused", stage=stage, lr=1e-3, layout_predictor_lr=t_lr)
+    groups = model.configure_optimizers().param_groups
+    optimised = {id(p): group["lr"] for group in groups for p in group["params"]}
+    for name, part in parts.items():
+        trained = name in TRAINED[stage]
+        assert all((id(p) in optimised) == trained for p in part.parameters()), name
+        if trained:
+            expected = (t_lr or 1e-3) if name == "layout_predictor" else 1e-3
+            assert {optimised[id(p)] for p in part.parameters()} == {expected}, name
