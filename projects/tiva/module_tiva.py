@@ -147,12 +147,15 @@ class TiVA(LightningModule):
 
     # --- training ------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        lrs = {"layout_predictor": self.hparams.layout_predictor_lr or self.hparams.lr}
+        lr, t_lr = self.hparams.lr, self.hparams.layout_predictor_lr
         groups = [
-            {"params": list(getattr(self, name).parameters()), "lr": lrs.get(name, self.hparams.lr)}
+            {
+                "params": list(getattr(self, name).parameters()),
+                "lr": t_lr if name == "layout_predictor" and t_lr is not None else lr,
+            }
             for name in TRAINED[self.hparams.stage]
         ]
-        return torch.optim.AdamW(groups, lr=self.hparams.lr)
+        return torch.optim.AdamW(groups, lr=lr)
 
     def _train_layout(self) -> str:
         return {"generator": "ground_truth", "joint": "predicted", "no_layout": "none"}[self.hparams.stage]
