@@ -19,13 +19,14 @@ stage (the joint stage starts from the separately trained parts, sec. 3.3). `lay
 own learning rate (the paper gives none): eq. 10 has no layout term, so a pretrained T fine-tuned at the
 generator's rate can drift away from layouts before G has adapted to T's errors.
 
-Evaluation (`avgen test`): each clip is generated with DPM-Solver (2nd order, `steps` = 25) and classifier-
-free guidance (`guidance_scale` = 5.0; 0 is Table 5's "w/o S"), from `eval_layout` (predicted by default; the
-ground-truth layout gives Table 3's "G w/ t_a" upper bound), decoded by the VAE and vocoded. Logged:
-FAD / KL / IS on Melception (`melception_ckpt`: the toy-trained one or SpecVQGAN's official file; the
-generated and reference 16 kHz audio are resampled to 22,050 Hz for it, reference card sec. 8), W-dis and
-DTW-dis of the onset-detection curves against the reference audio, the layout L2 of T, and the generation time
-per clip from the cached CLIP features to the decoded mel (the vocoder excluded, sec. 4.1.3).
+Evaluation (`avgen test`): each clip is generated `eval_samples` times (fresh noise each time) with DPM-Solver
+(2nd order, `steps` = 25) and classifier-free guidance (`guidance_scale` = 5.0; 0 is Table 5's "w/o S"), from
+`eval_layout` (predicted by default; the ground-truth layout gives Table 3's "G w/ t_a" upper bound), decoded
+by the VAE and vocoded. Logged: FAD / KL / IS on Melception (`melception_ckpt`: the toy-trained one or
+SpecVQGAN's official file; the generated and reference 16 kHz audio are resampled to 22,050 Hz for it,
+reference card sec. 8), W-dis and DTW-dis of the onset-detection curves against the reference audio, the
+layout L2 of T, and the generation time per clip from the cached CLIP features to the decoded mel (the
+vocoder excluded, sec. 4.1.3).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class TiVA(LightningModule):
         sampler: str = "dpm_solver",
         steps: int = 25,
         guidance_scale: float = 5.0,
+        eval_samples: int = 1,
         melception_ckpt: str | None = None,
         melception_stats: str | None = None,
     ):
@@ -103,6 +105,8 @@ class TiVA(LightningModule):
         eval_layout = eval_layout or {"no_layout": "none", "layout": "predicted"}.get(stage, "predicted")
         if eval_layout not in LAYOUTS:
             raise ValueError(f"eval_layout must be one of {LAYOUTS}, got {eval_layout!r}")
+        if eval_samples < 1:
+            raise ValueError(f"eval_samples must be at least 1, got {eval_samples}")
         if sampler not in ("dpm_solver", "ddpm"):
             raise ValueError(f"sampler must be 'dpm_solver' or 'ddpm', got {sampler!r}")
         self.save_hyperparameters()
@@ -257,14 +261,17 @@ class TiVA(LightningModule):
         self.eval_means.log(self, stage, losses, len(batch["wave"]))
         if self.trainer.state.fn == "fit" or self.hparams.stage == "layout":
             return
-        out = self.generate(batch, batch["wave"].shape[-1], generator)
-        self._seconds += float(out["seconds"])
-        self._clips += len(batch["wave"])
-        self.metrics["sync"].update(out["wave"], batch["wave"])
+        n = self.hparams.eval_samples
+        outs = [self.generate(batch, batch["wave"].shape[-1], generator) for _ in range(n)]
+        fakes = torch.cat([out["wave"] for out in outs])  # sample-major: n copies of the batch's clips
+        self._seconds += sum(float(out["seconds"]) for out in outs)
+        self._clips += len(fakes)
+        self.metrics["sync"].update(fakes, batch["wave"].repeat(n, 1))
         if "quality" in self.metrics:
+            # each real clip once: MKL pairs every sample with its clip's real one by id
             real = melception_inputs(batch["wave"], self.front_end.sample_rate).unsqueeze(1)
-            fake = melception_inputs(out["wave"], self.front_end.sample_rate).unsqueeze(1)
-            self.metrics["quality"].update(real, batch["clip_id"], fake, batch["clip_id"])
+            fake = melception_inputs(fakes, self.front_end.sample_rate).unsqueeze(1)
+            self.metrics["quality"].update(real, batch["clip_id"], fake, list(batch["clip_id"]) * n)
 
     def _log_metrics(self, stage: str) -> None:
         if self.trainer.state.fn == "fit" or self.hparams.stage == "layout":
