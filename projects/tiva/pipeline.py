@@ -50,8 +50,8 @@ ROWS = [
     ("G w/ ground-truth layout", "generator", ["--model.init_args.eval_layout=ground_truth"]),
 ]
 COLUMNS = ("fid", "mkl", "is", "w_dis", "dtw_dis", "layout_l2", "seconds_per_clip")
-# samples per test clip: with one, FAD on the 24 toy test clips moved by 7 points between two T's of the same
-# layout error; with four, the same model scored with two noise seeds differs by about 2.5
+# samples per test clip: with one, FAD on the 24 toy test clips moved by 7 points between two T's of nearly the
+# same layout error; with four, one checkpoint scored with two noise seeds still differs by 1.2 to 5.6
 EVAL_SAMPLES = 4
 
 
