@@ -5,9 +5,10 @@ in runs/tiva/:
 
     python benchmarks/tiva_sampling.py [--run runs/tiva/toy_joint/default] [--melception runs/tiva/toy_melception/default]
 
-Each sampler generates every test clip `EVAL_SAMPLES` times, as the pipeline's summary does, with the same
-seeds (classifier-free guidance 5.0) and is scored by the same metrics; the time per clip covers S, T, the
-sampler and the VAE decoder (the vocoder excluded, as the paper measures it). Prints a table and writes it to `--out` (JSON).
+Each sampler generates every test clip as many times as the pipeline's summary does (`EVAL_SAMPLES`), with
+the same seeds (classifier-free guidance 5.0), and is scored by the same metrics; the time per clip covers S,
+T, the sampler and the VAE decoder (the vocoder excluded, as the paper measures it). Prints a table and
+writes it to `--out` (JSON).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from projects.tiva.pipeline import COLUMNS, EVAL_SAMPLES, evaluate_run
+from projects.tiva.pipeline import COLUMNS, evaluate_run
 
 SETTINGS = {"DPM-Solver, 25 steps": ["dpm_solver", 25], "DDPM, 200 steps": ["ddpm", 200]}
 
@@ -38,11 +39,7 @@ def main() -> None:
     checkpoint, melception = best_or_last(run), best_or_last(Path(args.melception))
     results = {}
     for label, (sampler, steps) in SETTINGS.items():
-        overrides = [
-            f"--model.init_args.sampler={sampler}",
-            f"--model.init_args.steps={steps}",
-            f"--model.init_args.eval_samples={EVAL_SAMPLES}",
-        ]
+        overrides = [f"--model.init_args.sampler={sampler}", f"--model.init_args.steps={steps}"]
         results[label] = evaluate_run(run, checkpoint, melception, overrides)
     print(f"{'sampler':<24}" + "".join(f"{c:>18}" for c in COLUMNS))
     for label, metrics in results.items():

@@ -56,14 +56,20 @@ EVAL_SAMPLES = 4
 
 
 def evaluate_run(
-    run_dir: Path, checkpoint: Path, melception_ckpt: Path, overrides: list[str]
+    run_dir: Path,
+    checkpoint: Path,
+    melception_ckpt: Path,
+    overrides: list[str],
+    samples: int = EVAL_SAMPLES,
 ) -> dict[str, float]:
-    """`avgen test` of a generator stage's checkpoint with the evaluation metrics, on the test split."""
+    """`avgen test` of a generator stage's checkpoint with the evaluation metrics, on the test split, with
+    `samples` generations per clip."""
     from shared.cli import AvgenCLI
 
     cli = AvgenCLI(
         args=["test", "--config", str(run_dir / "config.yaml"),
-              f"--model.init_args.melception_ckpt={melception_ckpt}", *overrides,
+              f"--model.init_args.melception_ckpt={melception_ckpt}",
+              f"--model.init_args.eval_samples={samples}", *overrides,
               f"--ckpt_path={checkpoint}", "--trainer.logger=false"],
     )  # fmt: skip
     return {
@@ -86,11 +92,6 @@ def summarize(results: dict[str, StageResult]) -> str:
         + "".join(f"{c:>10}" for c in ("FAD", "KL", "IS", "W-dis", "DTW-dis", "L2(t)", "s/clip")),
     ]
     for label, stage, overrides in ROWS:
-        metrics = evaluate_run(
-            results[stage].run_dir,
-            results[stage].checkpoint,
-            melception,
-            [f"--model.init_args.eval_samples={EVAL_SAMPLES}", *overrides],
-        )
+        metrics = evaluate_run(results[stage].run_dir, results[stage].checkpoint, melception, overrides)
         lines.append(f"  {label:<33}" + "".join(f"{metrics.get(c, float('nan')):10.4f}" for c in COLUMNS))
     return "\n".join(lines)

@@ -113,8 +113,7 @@ def test_evaluation_logs_quality_sync_and_speed(runs):
     run = runs["joint"].run_dir
     # two samples per clip: MKL refuses a real clip given twice and a sample without its clip's real one
     metrics = evaluate_run(run, run / "checkpoints" / "last.ckpt", runs["melception"].run_dir / "checkpoints" / "last.ckpt",
-                           ["--model.init_args.steps=2", "--model.init_args.eval_samples=2",
-                            f"--run.root={run.parents[2]}"])  # fmt: skip
+                           ["--model.init_args.steps=2", f"--run.root={run.parents[2]}"], samples=2)  # fmt: skip
     for name in ("fid", "mkl", "is", "w_dis", "dtw_dis", "layout_l2", "seconds_per_clip"):
         assert np.isfinite(metrics[name]), name
     assert metrics["seconds_per_clip"] > 0 and metrics["w_dis"] > 0
