@@ -162,7 +162,10 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(toy_root
         weights(one / "runs" / RUN / "checkpoints" / "last.ckpt"),
         weights(two / "runs" / RUN / "checkpoints" / "last.ckpt"),
     )
-    assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
+    # Adam's step divides by sqrt(v): where a gradient is near zero, rounding differences between the one- and
+    # two-process reductions become weight differences of up to 4.9e-5 after these 9 steps (measured on an
+    # AMD EPYC; about 1 % of the conv weights pass 1e-5). A wrong reduction moves weights by whole steps (3e-4).
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-4) for k in w1)
 
 
 @pytest.mark.slow
