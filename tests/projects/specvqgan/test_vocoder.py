@@ -190,7 +190,7 @@ def toy_args(command: str, toy_root: Path, tmp_path: Path, version: str) -> list
 @pytest.mark.slow
 def test_toy_vocoder_learns_and_its_checkpoint_loads(toy_root, tmp_path):
     """100 steps of the toy config through the CLI: the validation mel L1 of the test's toy set falls well below
-    that of the untrained generator (measured 0.124 -> 0.079; at 50 steps 0.087, too close to the bound)."""
+    that of the untrained generator (measured 0.124 -> 0.078; at 50 steps 0.087, too close to the bound)."""
     initial = AvgenCLI(args=toy_args("validate", toy_root, tmp_path, "run"))  # no checkpoint yet: step 0
     before = float(initial.trainer.callback_metrics["val/mel_l1"])
     steps = 100
