@@ -33,7 +33,14 @@ def batched_guidance(
     uncond: torch.Tensor,
     scale: float,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A denoiser (x, t) -> guided output from `model(x, t, condition)`, both branches in one forward."""
+    """A denoiser (x, t) -> guided output from `model(x, t, condition)`, both branches in one forward.
+
+    Scale 0 is the unconditional output and scale 1 the conditional one: there the other branch, whose
+    weight is zero, is not computed at all.
+    """
+    if scale in (0, 1):
+        condition = cond if scale == 1 else uncond
+        return lambda x, t: model(x, t, condition)
     conditions = torch.cat([uncond, cond])
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,24 @@ def test_batched_guidance_equals_two_separate_calls():
     assert torch.allclose(guided, expected, atol=1e-6)
 
 
+def test_guidance_at_scale_0_or_1_runs_only_the_branch_it_returns():
+    calls = []
+
+    def model(x, t, c):
+        calls.append(x.shape[0])
+        return x * c.mean() + t[:, None]
+
+    x, t = torch.randn(4, 3), torch.full((4,), 7.0)
+    cond, uncond = torch.full((4, 5, 2), 2.0), torch.zeros(4, 5, 2)
+    for scale, condition in ((0.0, uncond), (1.0, cond)):
+        calls.clear()
+        guided = batched_guidance(model, cond, uncond, scale)(x, t)
+        assert calls == [4]  # one branch, at the batch's own size
+        assert torch.equal(guided, model(x, t, condition))
+        # the same output as both branches combined
+        assert torch.allclose(guided, cfg_combine(model(x, t, uncond), model(x, t, cond), scale), atol=1e-6)
+
+
 def test_condition_dropout_is_per_sample_with_the_given_rate():
     cond = torch.ones(100_000, 2, 3)
     dropped = drop_condition(cond, 0.1, generator=torch.Generator().manual_seed(0))
