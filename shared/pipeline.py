@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -25,7 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 class StageResult:
     run_dir: Path
     checkpoint: Path  # the stage's best checkpoint if it tracks one, else its last
-    metrics: dict[str, float]  # validation metrics of that checkpoint
+    metrics: dict[str, float]  # validation metrics of that checkpoint (empty for a stage not validated)
     model: LightningModule  # with that checkpoint's weights
     datamodule: LightningDataModule
 
@@ -36,6 +37,8 @@ class Stage:
     config: str  # file name in projects/<project>/configs/
     # extra CLI arguments computed from the results of the stages before this one
     args: Callable[[dict[str, StageResult]], list[str]] = field(default=lambda results: [])
+    # False where the project's summary evaluates the stage itself: its checkpoint is only loaded
+    validate: bool = True
 
 
 def run_stage(
@@ -55,10 +58,15 @@ def run_stage(
         None,
     )
     checkpoint = best or cli.run_dir / "checkpoints" / "last.ckpt"
-    validated = trainer.validate(
-        cli.model, datamodule=cli.datamodule, ckpt_path=str(checkpoint), verbose=False
-    )
-    metrics = {k: float(v) for k, v in (validated[0] if validated else {}).items()}
+    if stage.validate:
+        validated = trainer.validate(
+            cli.model, datamodule=cli.datamodule, ckpt_path=str(checkpoint), verbose=False
+        )
+        metrics = {k: float(v) for k, v in (validated[0] if validated else {}).items()}
+    else:
+        state = torch.load(checkpoint, map_location=cli.model.device, weights_only=False)["state_dict"]
+        cli.model.load_state_dict(state)
+        metrics = {}
     return StageResult(cli.run_dir, checkpoint, metrics, cli.model, cli.datamodule)
 
 

@@ -65,18 +65,15 @@ def generate(args: argparse.Namespace) -> list[Path]:
         path=Path(args.video), label="", label_id=-1, split="predict", clip_id=Path(args.video).stem
     )
     cls, patch = (torch.from_numpy(x).float() for x in split_clip_feature(feature(record)))
-    batch = {
-        "clip_cls": cls[None].repeat(args.samples, 1, 1, 1),
-        "clip_patch": patch[None].repeat(args.samples, 1, 1, 1),
-    }
+    batch = {"clip_cls": cls[None], "clip_patch": patch[None]}
     sample_rate = module.front_end.sample_rate
     length = round(data["duration"] * sample_rate)
-    out = module.generate(batch, length, generator=torch.Generator().manual_seed(args.seed))
+    out = module.generate(batch, length, torch.Generator().manual_seed(args.seed), samples=args.samples)
     path = Path(args.out)
     written = []
     for i in range(args.samples):
         stem = path.with_suffix("") if args.samples == 1 else path.with_name(f"{path.stem}_{i}")
-        layout = None if out["layout"] is None else out["layout"][i]
+        layout = None if out["layout"] is None else out["layout"][0]
         written += [
             save_audio(stem.with_suffix(".wav"), out["wave"][i], sample_rate),
             save_mel_picture(layout_picture(out["logmel"][i], layout), stem.with_suffix(".png")),

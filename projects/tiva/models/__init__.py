@@ -7,8 +7,10 @@ from projects.tiva.models.audioldm import (
     load_vae,
     load_vocoder,
     load_vocoder_or_griffin_lim,
+    mel_posterior,
     paper_vae_config,
     paper_vocoder_config,
+    sample_latents,
 )
 from projects.tiva.models.generator import LayoutConditionedUNet, paper_unet_config
 from projects.tiva.models.layout import LOG_MEL_BOUNDS, audio_layout, layout_to_latent
@@ -28,8 +30,10 @@ __all__ = [
     "load_vae",
     "load_vocoder",
     "load_vocoder_or_griffin_lim",
+    "mel_posterior",
     "paper_unet_config",
     "paper_vae_config",
     "paper_vocoder_config",
+    "sample_latents",
     "window_mask",
 ]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch import nn
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
@@ -99,16 +100,27 @@ def load_vocoder_or_griffin_lim(root: str | Path) -> nn.Module:
     return GriffinLimVocoder(MelFrontEnd.from_preset("audioldm"))
 
 
-def encode_mel(
-    vae: AutoencoderKL, logmel: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """log-mel [B, F, T] -> scaled latent sample [B, c, T / 4, F / 4] (AudioLDM2 trains on posterior samples)."""
+def mel_posterior(vae: AutoencoderKL, logmel: torch.Tensor) -> DiagonalGaussianDistribution:
+    """log-mel [B, F, T] -> the VAE's posterior over unscaled latents [B, c, T / 4, F / 4]."""
     down = 2 ** (len(vae.config.block_out_channels) - 1)
     if logmel.shape[-1] % down or logmel.shape[-2] % down:
         # the VAE would floor the odd frames away and decode a shorter mel than it was given
         raise ValueError(f"log-mel of {tuple(logmel.shape[-2:])} (mels, frames): both must divide by {down}")
-    posterior = vae.encode(logmel.transpose(1, 2)[:, None].to(vae.dtype)).latent_dist
+    return vae.encode(logmel.transpose(1, 2)[:, None].to(vae.dtype)).latent_dist
+
+
+def sample_latents(
+    vae: AutoencoderKL, posterior: DiagonalGaussianDistribution, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A scaled latent sample of the posterior (AudioLDM2 trains on posterior samples, not means)."""
     return posterior.sample(generator) * vae.config.scaling_factor
+
+
+def encode_mel(
+    vae: AutoencoderKL, logmel: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """log-mel [B, F, T] -> scaled latent sample [B, c, T / 4, F / 4]."""
+    return sample_latents(vae, mel_posterior(vae, logmel), generator)
 
 
 def decode_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from projects.tiva.module_tiva import TiVA
 from projects.tiva.pipeline import evaluate_run
 from shared.cli import AvgenCLI
 from shared.data import VGGSoundIndex
+from shared.pipeline import Stage, run_stage
 from shared.video import video_info
 from tests.conftest import REPO
 
@@ -107,6 +108,64 @@ def test_t_stays_frozen_in_the_generator_stage_and_joint_starts_from_the_generat
         next(iter(fresh.generator.parameters())), next(iter(joint.generator.parameters()))
     )
     assert all(p.requires_grad for p in joint.layout_predictor.parameters())
+
+
+def test_cached_audio_targets_are_the_fresh_ones_and_skip_the_vae(runs, monkeypatch):
+    module = runs["generator"].model.eval()
+    assert module.hparams.cache_audio_targets  # the toy configs cache
+    batch = next(iter(runs["generator"].datamodule.val_dataloader()))
+    vae = module.part("vae")
+    encodes = []
+    real_encode = vae.encode
+    monkeypatch.setattr(vae, "encode", lambda x: encodes.append(len(x)) or real_encode(x))
+    module._audio_targets.clear()
+    with torch.no_grad():
+        first = module.audio_targets(batch)
+        again = module.audio_targets(batch)
+        cached_losses = module.losses(batch, generator=torch.Generator().manual_seed(5))
+        module.hparams.cache_audio_targets = False
+        module._audio_targets.clear()
+        fresh_losses = module.losses(batch, generator=torch.Generator().manual_seed(5))
+    module.hparams.cache_audio_targets = True
+    assert encodes == [len(batch["wave"]), len(batch["wave"])]  # the second call and the cached loss: none
+    assert first.keys() == again.keys() == {"layout", "posterior"}
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert first["posterior"].shape == (len(batch["wave"]), 8, 48, 16)  # mean and log-variance of 4 channels
+    assert all(torch.equal(cached_losses[k], fresh_losses[k]) for k in ("loss", "layout_l2"))
+
+
+def test_samples_generated_in_one_call_are_those_of_separate_calls(runs):
+    module = runs["joint"].model.eval()
+    module.hparams.steps = 2
+    batch = next(iter(runs["joint"].datamodule.val_dataloader()))
+    batch = {k: v[:2] for k, v in batch.items()}
+    length = batch["wave"].shape[-1]
+    generator = torch.Generator().manual_seed(11)
+    together = module.generate_latents(batch, length, generator, samples=3)
+    generator = torch.Generator().manual_seed(11)
+    apart = torch.cat([module.generate_latents(batch, length, generator) for _ in range(3)])
+    assert together.shape == (6, 4, 48, 16)
+    # the same noise and conditions; only the batch size of the UNet's float arithmetic differs
+    assert torch.allclose(together, apart, atol=1e-4), (together - apart).abs().max()
+    assert not torch.allclose(together[:2], together[2:4], atol=1e-2)  # fresh noise for each sample
+
+
+def test_a_pipeline_stage_without_validation_still_returns_its_checkpoint_weights(runs, toy_root, tmp_path):
+    root = f"--model.init_args.audioldm_root={runs['vae'].run_dir / 'audioldm'}"
+    extra = [f"--data.init_args.dataset.init_args.root={toy_root / 'vggsound'}",
+             f"--data.init_args.cache_dir={tmp_path / 'cache'}", f"--run.root={tmp_path / 'runs'}",
+             "--trainer.enable_progress_bar=false", "--trainer.max_steps=2", "--trainer.val_check_interval=1"]  # fmt: skip
+    unvalidated = run_stage(
+        "tiva", Stage("layout", "toy_layout.yaml", lambda r: [root], validate=False), {}, extra
+    )
+    assert unvalidated.metrics == {}
+    saved = torch.load(unvalidated.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    model = unvalidated.model.state_dict()
+    assert saved.keys() == model.keys() and all(torch.equal(saved[k], model[k]) for k in saved)
+    # the same finished run again, validated this time
+    validated = run_stage("tiva", Stage("layout", "toy_layout.yaml", lambda r: [root]), {}, extra)
+    assert validated.checkpoint == unvalidated.checkpoint
+    assert np.isfinite(validated.metrics["val/layout_l2"])
 
 
 def test_evaluation_logs_quality_sync_and_speed(runs):
