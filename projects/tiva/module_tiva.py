@@ -21,12 +21,12 @@ generator's rate can drift away from layouts before G has adapted to T's errors.
 
 Evaluation (`avgen test`): each clip is generated `eval_samples` times (fresh noise each time, all in one
 sampler call) with DPM-Solver (2nd order, `steps` = 25) and classifier-free guidance (`guidance_scale` = 5.0;
-0 is Table 5's "w/o S", which runs the unconditional branch alone), from `eval_layout` (predicted by default; the ground-truth layout gives Table 3's "G w/ t_a" upper bound), decoded
-by the VAE and vocoded. Logged: FAD / KL / IS on Melception (`melception_ckpt`: the toy-trained one or
-SpecVQGAN's official file; the generated and reference 16 kHz audio are resampled to 22,050 Hz for it,
-reference card sec. 8), W-dis and DTW-dis of the onset-detection curves against the reference audio, the
-layout L2 of T, and the generation time per clip from the cached CLIP features to the decoded mel (the
-vocoder excluded, sec. 4.1.3).
+0 is Table 5's "w/o S", which runs the unconditional branch alone), from `eval_layout` (predicted by default;
+the ground-truth layout gives Table 3's "G w/ t_a" upper bound), decoded by the VAE and vocoded. Logged: FAD /
+KL / IS on Melception (`melception_ckpt`: the toy-trained one or SpecVQGAN's official file; the generated and
+reference 16 kHz audio are resampled to 22,050 Hz for it, reference card sec. 8), W-dis and DTW-dis of the
+onset-detection curves against the reference audio, the layout L2 of T, and the generation time per clip from
+the cached CLIP features to the decoded mel (the vocoder excluded, sec. 4.1.3).
 """
 
 from __future__ import annotations
@@ -127,9 +127,8 @@ class TiVA(LightningModule):
         self.frozen: dict[str, nn.Module] = {}
         self.metrics: dict[str, nn.Module] = {}
         self.eval_means = StageMeans(["loss", "layout_l2"])
-        self._audio_targets: dict[
-            str, dict[str, torch.Tensor]
-        ] = {}  # clip id -> targets (cache_audio_targets)
+        # clip id -> {"layout", "posterior"}; filled only with cache_audio_targets
+        self._audio_targets: dict[str, dict[str, torch.Tensor]] = {}
 
     # --- frozen parts --------------------------------------------------------------------------------
     def part(self, name: str) -> nn.Module:
