@@ -70,10 +70,10 @@ def generate(args: argparse.Namespace) -> list[Path]:
     length = round(data["duration"] * sample_rate)
     out = module.generate(batch, length, torch.Generator().manual_seed(args.seed), samples=args.samples)
     path = Path(args.out)
+    layout = None if out["layout"] is None else out["layout"][0]  # T's layout: the same for every sample
     written = []
     for i in range(args.samples):
         stem = path.with_suffix("") if args.samples == 1 else path.with_name(f"{path.stem}_{i}")
-        layout = None if out["layout"] is None else out["layout"][0]
         written += [
             save_audio(stem.with_suffix(".wav"), out["wave"][i], sample_rate),
             save_mel_picture(layout_picture(out["logmel"][i], layout), stem.with_suffix(".png")),

@@ -123,10 +123,9 @@ def test_cached_audio_targets_are_the_fresh_ones_and_skip_the_vae(runs, monkeypa
         first = module.audio_targets(batch)
         again = module.audio_targets(batch)
         cached_losses = module.losses(batch, generator=torch.Generator().manual_seed(5))
-        module.hparams.cache_audio_targets = False
+        monkeypatch.setitem(module.hparams, "cache_audio_targets", False)
         module._audio_targets.clear()
         fresh_losses = module.losses(batch, generator=torch.Generator().manual_seed(5))
-    module.hparams.cache_audio_targets = True
     assert encodes == [len(batch["wave"]), len(batch["wave"])]  # the second call and the cached loss: none
     assert first.keys() == again.keys() == {"layout", "posterior"}
     assert all(torch.equal(first[k], again[k]) for k in first)
@@ -134,9 +133,9 @@ def test_cached_audio_targets_are_the_fresh_ones_and_skip_the_vae(runs, monkeypa
     assert all(torch.equal(cached_losses[k], fresh_losses[k]) for k in ("loss", "layout_l2"))
 
 
-def test_samples_generated_in_one_call_are_those_of_separate_calls(runs):
+def test_samples_generated_in_one_call_are_those_of_separate_calls(runs, monkeypatch):
     module = runs["joint"].model.eval()
-    module.hparams.steps = 2
+    monkeypatch.setitem(module.hparams, "steps", 2)
     batch = next(iter(runs["joint"].datamodule.val_dataloader()))
     batch = {k: v[:2] for k, v in batch.items()}
     length = batch["wave"].shape[-1]
