@@ -3,7 +3,8 @@
 What the paper prepares (sec. 4.1.1): audio at 16 kHz, processed as AudioLDM2 does, and video frames at
 10 fps through CLIP. Both are cached once per clip: the waveform cut, or looped, to `duration` seconds
 (10.24 s in the paper = the 1024 mel frames of AudioLDM2) and the CLIP CLS and patch tokens of the chosen
-layers (`shared.encoders.CLIPFeature`). The AudioLDM2 log-mel, and the layout cut from it, are computed from
+layers (`shared.encoders.CLIPFeature`), whose frames are looped like the sound: every frame of a batch is a
+real frame, never padding, so the batch carries no frame mask. The AudioLDM2 log-mel, and the layout cut from it, are computed from
 the waveform on the device by the models (`projects.tiva.models.AudioFrontEnd`): a mel cache would add disk
 and nothing else, since the STFT costs far less than one UNet step.
 

@@ -1,83 +1,131 @@
 """`avgen generate --project tiva`: time-aligned sound for a silent video (TiVA paper sec. 3.2, Fig. 3).
 
-    avgen generate --project tiva --video clip.mp4 --out clip_with_sound.mp4 \\
-        --run runs/tiva/toy_joint/default [--steps 25 --guidance-scale 5.0 --seed 0 --samples 1]
+    avgen generate --project tiva --video clip.mp4 --out clip_with_sound.mp4 --run runs/tiva/toy_joint/default \\
+        [--steps 25 --guidance-scale 5.0 --sampler dpm_solver --samples 1 --seed 0 --device cpu]
 
-The video's frames go through the CLIP feature extractor of the run's training data (read from the run's
-`config.yaml`) at 10 fps; S and T turn them into the semantic condition and the audio layout, DPM-Solver
-(`--steps`, classifier-free guidance `--guidance-scale`) samples the latent, the run's VAE decodes it and its
-vocoder (Griffin-Lim when the AudioLDM2 folder has none) makes the sound, as long as the model's training
-clips (10.24 s at paper size; a shorter video is looped, as in training). Written next to `--out`:
-`<stem>.wav`, `<stem>.png` (the predicted layout above the generated mel, both on the same time axis) and
-the input video cut to the sound's length with the sound as its audio track; with several samples,
+The run folder is all it needs, wherever it lies: its checkpoint (best.ckpt, else last.ckpt) holds S, T and G
+(and, for the toy runs, the frozen VAE and vocoder), its `config.yaml` the CLIP feature settings, the sampling
+settings and, for runs whose checkpoint does not carry them, where AudioLDM2's VAE and vocoder are
+(`audioldm_root`; a relative path is taken from the working directory, as in training). Lightning is not
+involved: the parts are built from the config and put into `projects.tiva.models.TiVAPipeline`.
+
+The whole video gets sound. Its frames go through the run's CLIP feature extractor at the run's frame rate, and
+are cut into windows of the model's clip length (10.24 s at paper size, 1.92 s for the toy runs) one after the
+other, each window's frames time-aligned with its stretch of sound; a last window that runs past the video's
+end repeats its own frames, as the training data loops a short clip. All windows are generated in one sampler
+call (S and T condition each on its own frames; `--steps`, `--guidance-scale`, `--sampler` default to the
+run's settings), decoded by the VAE, vocoded, put end to end and cut at the video's length. Written next to
+`--out`: `<stem>.wav`, `<stem>.png` (T's layout above the generated log-mel, both on the same time axis) and
+the video with the sound as its audio track, all as long as the video; with several samples,
 `<stem>_<i>.*` for each.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from omegaconf import OmegaConf
+from jsonargparse import ArgumentParser
+from torch import nn
 
-from projects.tiva.models import LOG_MEL_BOUNDS
+from projects.tiva.models import (
+    FROZEN_PARTS_KEY,
+    HOP,
+    SamplingSettings,
+    TiVAPipeline,
+    frozen_parts_from_state,
+    load_frozen_parts,
+    load_parts,
+)
+from projects.tiva.pictures import above, layout_picture, mel_picture
 from shared.audio import save_audio, save_mel_picture
-from shared.data.records import ClipRecord
-from shared.encoders import CLIPFeature, split_clip_feature
-from shared.video import mux_audio
+from shared.encoders import CLIPFeature, loop_frames, split_clip_feature
+from shared.runs import UserError, run_checkpoint, run_config
+from shared.video import mux_audio, video_info
+
+PARTS = ("semantic", "layout_predictor", "generator")
 
 
-def load_run(run: Path, **overrides):
-    """Our TiVA module (best.ckpt, else last.ckpt) and its data settings from the run's config.yaml."""
-    from projects.tiva.module_tiva import TiVA
-
-    ckpt = next(
-        (p for p in (run / "checkpoints" / n for n in ("best.ckpt", "last.ckpt")) if p.is_file()), None
-    )
-    if ckpt is None:
-        raise FileNotFoundError(f"{run}/checkpoints: no best.ckpt or last.ckpt")
-    config = run / "config.yaml"
-    if not config.is_file():
-        raise FileNotFoundError(f"{config}: the run's resolved config is needed for its feature settings")
-    module = TiVA.load_from_checkpoint(ckpt, map_location="cpu", melception_ckpt=None, **overrides)
-    data = OmegaConf.to_container(OmegaConf.load(config).data.init_args, resolve=True)
-    return module.eval(), data
+def build(spec: dict) -> nn.Module:
+    """A network from its `class_path` / `init_args` in a run's config, built by jsonargparse as the CLI does."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--part", type=nn.Module)
+    return parser.instantiate_classes(parser.parse_object({"part": spec})).part
 
 
-def layout_picture(logmel: torch.Tensor, layout: torch.Tensor | None) -> torch.Tensor:
-    """[F', T] in [0, 1]: the layout [M, C] stretched to the mel's size above the mel [F, T] (log-mel bounds)."""
-    low, high = LOG_MEL_BOUNDS
-    mel = ((logmel - low) / (high - low)).clamp(0, 1)
-    if layout is None:
-        return mel
-    stretched = F.interpolate(layout.T[None, None], size=mel.shape, mode="nearest")[0, 0].clamp(0, 1)
-    gap = torch.ones(2, mel.shape[1])
-    return torch.cat([mel, gap, stretched])  # save_mel_picture puts row 0 at the bottom: the mel below
+def load_run(run: str | Path, device: str = "cpu") -> tuple[TiVAPipeline, SamplingSettings, dict]:
+    """The run's inference pipeline (eval mode, on `device`), its sampling settings and its data settings."""
+    checkpoint_path, config = run_checkpoint(run), run_config(run)
+    model = config["model"]["init_args"]
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    parts = {name: build(model[name]) for name in PARTS}
+    load_parts(parts, checkpoint["state_dict"], str(checkpoint_path))
+    if FROZEN_PARTS_KEY in checkpoint:
+        vae, vocoder = frozen_parts_from_state(checkpoint[FROZEN_PARTS_KEY])
+    else:
+        vae, vocoder = load_frozen_parts(model["audioldm_root"], model.get("vocoder", "hifigan"))
+    pipeline = TiVAPipeline(**parts, vae=vae, vocoder=vocoder).to(device).eval()
+    return pipeline, SamplingSettings(**model.get("sampling", {})), config["data"]["init_args"]
+
+
+def windows(feats: torch.Tensor, n_windows: int, frames_per_window: float, n_frames: int) -> torch.Tensor:
+    """Per-frame features [F, ...] of a whole video -> [n_windows, n_frames, ...]: window k starts at frame
+    round(k * frames_per_window) (its stretch of sound starts at k clip lengths) and repeats its own frames
+    from its start where it runs past the last one."""
+    starts = [min(round(k * frames_per_window), len(feats) - 1) for k in range(n_windows)]
+    return torch.stack([loop_frames(feats[start : start + n_frames], n_frames) for start in starts])
+
+
+def end_to_end(parts: torch.Tensor, samples: int, length: int) -> torch.Tensor:
+    """[samples * W, ..., T] (sample-major) -> [samples, ..., W * T] cut to `length` along the last axis."""
+    parts = parts.reshape(samples, -1, *parts.shape[1:])
+    return torch.cat(parts.unbind(1), dim=-1)[..., :length]
 
 
 def generate(args: argparse.Namespace) -> list[Path]:
-    module, data = load_run(Path(args.run), steps=args.steps, guidance_scale=args.guidance_scale)
-    clip = data["clip"]
-    feature = CLIPFeature(**clip.get("init_args", {}))
-    record = ClipRecord(
-        path=Path(args.video), label="", label_id=-1, split="predict", clip_id=Path(args.video).stem
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: no CUDA device on this machine")
+    pipeline, sampling, data = load_run(args.run, args.device)
+    overrides = {"sampler": args.sampler, "steps": args.steps, "guidance_scale": args.guidance_scale}
+    sampling = replace(
+        sampling, samples=args.samples, **{k: v for k, v in overrides.items() if v is not None}
     )
-    cls, patch = (torch.from_numpy(x).float() for x in split_clip_feature(feature(record)))
-    batch = {"clip_cls": cls[None], "clip_patch": patch[None]}
-    sample_rate = module.front_end.sample_rate
-    length = round(data["duration"] * sample_rate)
-    out = module.generate(batch, length, torch.Generator().manual_seed(args.seed), samples=args.samples)
+    clip = data["clip"].get("init_args", {})
+    clip_seconds, sample_rate = data["duration"], pipeline.sample_rate
+    video_seconds = video_info(args.video).duration
+    n_windows = max(1, math.ceil(video_seconds / clip_seconds - 1e-6))
+    feature = CLIPFeature(**(clip | {"duration": video_seconds, "device": args.device}))
+    cls, patch = split_clip_feature(feature.extract(args.video).float())
+    n_frames = math.floor(clip_seconds * feature.fps + 1e-6)
+    frames_per_window = clip_seconds * feature.fps
+    cls, patch = (windows(x, n_windows, frames_per_window, n_frames) for x in (cls, patch))
+
+    clip_length = round(clip_seconds * sample_rate)
+    generator = torch.Generator(args.device).manual_seed(args.seed)
+    out = pipeline.generate(cls, patch, clip_length, sampling, generator)
+    length = round(video_seconds * sample_rate)
+    waves = end_to_end(out["wave"], sampling.samples, length).cpu()
+    mels = end_to_end(out["logmel"], sampling.samples, math.ceil(length / HOP)).cpu()
+    layout = None
+    if out["layout"] is not None:  # T's layouts, the same for every sample
+        layout = end_to_end(
+            out["layout"].transpose(1, 2), 1, round(length / clip_length * out["layout"].shape[1])
+        )
+        layout = layout[0].T.cpu()
     path = Path(args.out)
-    layout = None if out["layout"] is None else out["layout"][0]  # T's layout: the same for every sample
     written = []
-    for i in range(args.samples):
-        stem = path.with_suffix("") if args.samples == 1 else path.with_name(f"{path.stem}_{i}")
+    for i in range(sampling.samples):
+        stem = path.with_suffix("") if sampling.samples == 1 else path.with_name(f"{path.stem}_{i}")
+        picture = mel_picture(mels[i])
+        if layout is not None:
+            picture = above(layout_picture(layout, picture.shape), picture)
         written += [
-            save_audio(stem.with_suffix(".wav"), out["wave"][i], sample_rate),
-            save_mel_picture(layout_picture(out["logmel"][i], layout), stem.with_suffix(".png")),
-            mux_audio(args.video, out["wave"][i], sample_rate, stem.with_suffix(path.suffix or ".mp4")),
+            save_audio(stem.with_suffix(".wav"), waves[i], sample_rate),
+            save_mel_picture(picture, stem.with_suffix(".png")),
+            mux_audio(args.video, waves[i], sample_rate, stem.with_suffix(path.suffix or ".mp4")),
         ]
     return written
 
@@ -89,10 +137,12 @@ def main(argv: list[str]) -> list[Path]:
     parser.add_argument("--video", required=True)
     parser.add_argument("--out", required=True, help="the muxed mp4; the wav and png go beside it")
     parser.add_argument("--run", required=True, help="a TiVA run folder (config.yaml + checkpoints/)")
-    parser.add_argument("--steps", type=int, default=25, help="DPM-Solver steps")
-    parser.add_argument("--guidance-scale", type=float, default=5.0)
+    parser.add_argument("--sampler", choices=("dpm_solver", "ddpm"), help="default: the run's")
+    parser.add_argument("--steps", type=int, help="sampler steps (default: the run's)")
+    parser.add_argument("--guidance-scale", type=float, help="default: the run's")
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     args = parser.parse_args(argv)
     written = generate(args)
     for path in written:

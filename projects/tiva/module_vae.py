@@ -1,4 +1,4 @@
-"""A small mel VAE: the toy stand-in for AudioLDM2's frozen VAE (paper sec. 3.2.2 and 4.1.1, reference card sec. 4).
+"""A small mel VAE: the toy stand-in for AudioLDM2's frozen VAE (TiVA paper sec. 3.2.2 and 4.1.1).
 
 TiVA takes its VAE from AudioLDM2 and never trains it. AudioLDM2's VAE cannot be downloaded here, so the toy
 pipeline trains the same diffusers class (`AutoencoderKL`, one input channel, the log-mel seen as an image

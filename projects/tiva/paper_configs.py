@@ -14,9 +14,11 @@ generated rather than written by hand (a test keeps the committed files equal to
 | `vggsound_no_layout` | S + G without any layout | Table 5 "w/o T" |
 
 Fixed by the paper: CLIP layers 4/8/11 at 10 fps (ViT-B/16, OpenAI weights: the paper names neither, "layer 11"
-fits a 12-block ViT-B), 16 kHz audio of 10.24 s, layout [102, 5], AudioLDM2's VAE, vocoder and T-UNet widths,
-10 % of s zeroed, DPM-Solver 25 steps with guidance 5.0. Ours (not in the paper): learning rates, batch sizes,
-step counts, T's sizes. `model.init_args.audioldm_root` points to a local copy of `cvssp/audioldm2`.
+fits a 12-block ViT-B), 16 kHz audio of 10.24 s, layout [102, 5], AudioLDM2's VAE, HiFi-GAN vocoder and T-UNet
+widths, 10 % of s zeroed, DPM-Solver 25 steps with guidance 5.0 (sec. 4.1.1), and the evaluation of the first
+8 s of each output (sec. 4.1.2, `eval_seconds`). Ours (not in the paper): learning rates, batch sizes, step
+counts, T's sizes. `model.init_args.audioldm_root` points to a local copy of `cvssp/audioldm2` (give it as an
+absolute path: a run folder records it as given); its `vocoder/` is required, never replaced by Griffin-Lim.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ STAGES = {  # name: (stage, lr, max_steps, extra model args, comment)
     ),
     "wo_s": (
         "joint", 2.0e-5, 100_000,
-        {"init_ckpt": "runs/tiva/vggsound_generator/default/checkpoints/best.ckpt", "guidance_scale": 0.0},
+        {"init_ckpt": "runs/tiva/vggsound_generator/default/checkpoints/best.ckpt"},
         "Table 5's w/o S: test the joint weights with guidance scale 0 (--ckpt_path=<joint run>/checkpoints/best.ckpt).",
     ),
     "no_layout": ("no_layout", 1.0e-4, 500_000, {}, "Table 5's w/o T: S + G without any layout."),
@@ -53,6 +55,7 @@ STAGES = {  # name: (stage, lr, max_steps, extra model args, comment)
 
 def config(name: str) -> dict:
     stage, lr, max_steps, extra, _ = STAGES[name]
+    guidance_scale = 0.0 if name == "wo_s" else 5.0
     unet = {k: list(v) if isinstance(v, tuple) else v for k, v in paper_unet_config().items()}
     model = {
         "stage": stage,
@@ -69,11 +72,17 @@ def config(name: str) -> dict:
             "init_args": {"unet": unet},
         },
         "audioldm_root": AUDIOLDM,
+        "vocoder": "hifigan",
         "layout_size": [102, 5],
         "lr": lr,
         "cond_drop": 0.1,
-        "steps": 25,
-        "guidance_scale": 5.0,
+        "sampling": {
+            "sampler": "dpm_solver",
+            "steps": 25,
+            "guidance_scale": guidance_scale,
+            "layout": "none" if stage == "no_layout" else "predicted",
+        },
+        "eval_seconds": 8.0,
         **extra,
     }
     data = {
@@ -97,9 +106,10 @@ def config(name: str) -> dict:
         "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
         "init_args": {"monitor": "val/loss", "mode": "min", "filename": "best"},
     }
+    examples = {"class_path": "shared.callbacks.MelExampleLogger", "init_args": {"n_examples": 4}}
     trainer = {
         "accelerator": "auto", "devices": "auto", "precision": "bf16-mixed", "max_steps": max_steps,
-        "val_check_interval": 5000, "check_val_every_n_epoch": None, "callbacks": [checkpoint],
+        "val_check_interval": 5000, "check_val_every_n_epoch": None, "callbacks": [checkpoint, examples],
     }  # fmt: skip
     return {
         "seed_everything": 0,

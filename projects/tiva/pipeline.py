@@ -47,13 +47,12 @@ STAGES = [
 ROWS = [
     ("TiVA", "joint", []),
     ("w/o T", "no_layout", []),
-    ("w/o S (guidance 0)", "joint", ["--model.init_args.guidance_scale=0"]),
-    ("w/o Joint", "generator", ["--model.init_args.eval_layout=predicted"]),
-    ("G w/ ground-truth layout", "generator", ["--model.init_args.eval_layout=ground_truth"]),
+    ("w/o S (guidance 0)", "joint", ["--model.init_args.sampling.guidance_scale=0"]),
+    ("w/o Joint", "generator", ["--model.init_args.sampling.layout=predicted"]),
+    ("G w/ ground-truth layout", "generator", ["--model.init_args.sampling.layout=ground_truth"]),
 ]
 COLUMNS = ("fid", "mkl", "is", "w_dis", "dtw_dis", "layout_l2", "seconds_per_clip")
-# samples per test clip: with one, FAD on the 24 toy test clips moved by 7 points between two T's of nearly the
-# same layout error; with four, one checkpoint scored with two noise seeds still differs by 1.2 to 5.6
+# samples per test clip: one leaves FAD on the toy test clips at the mercy of the noise (projects/tiva/README.md)
 EVAL_SAMPLES = 4
 
 
@@ -71,7 +70,7 @@ def evaluate_run(
     cli = AvgenCLI(
         args=["test", "--config", str(run_dir / "config.yaml"),
               f"--model.init_args.melception_ckpt={melception_ckpt}",
-              f"--model.init_args.eval_samples={samples}", *overrides,
+              f"--model.init_args.sampling.samples={samples}", *overrides,
               f"--ckpt_path={checkpoint}", "--trainer.logger=false"],
     )  # fmt: skip
     return {

@@ -1,18 +1,21 @@
 """Synchronisation metrics of TiVA (paper sec. 4.1.3): W-dis and DTW-dis between onset-detection-function curves.
 
-The ODF (Bello et al. 2005) is librosa's spectral-flux onset strength with every parameter pinned (its defaults
-are for 22.05 kHz and too coarse at 16 kHz; reference card tiva.md sec. 8): 16 kHz, n_fft 1024, hop 160 (a 10-ms
-grid), 64 mel bands up to 8 kHz, log power, lag 1, mean over bands. The paper fixes neither these nor the
-distances' normalisation; our choices, recorded here:
+The ODF (Bello et al. 2005) is librosa's spectral-flux onset strength with every parameter pinned (its defaults,
+22.05 kHz, n_fft 2048, hop 512, are too coarse for 16-kHz audio): 16 kHz, n_fft 1024, hop 160 (a 10-ms grid),
+64 mel bands up to 8 kHz, log power, lag 1, mean over bands. The paper fixes neither these nor the distances'
+normalisation; our choices, recorded here:
 
 - **W-dis** (`wasserstein_odf`): each ODF is a distribution over time, the frame times are the values and the
   ODF the weights (`scipy.stats.wasserstein_distance(times, times, odf_ref, odf_gen)`), in seconds. Feeding the
-  ODF values as samples, the trap of sec. 8, ignores time altogether. An all-zero ODF (silence) carries no
-  timing, so it counts as a uniform distribution over the clip.
-- **DTW-dis** (`dtw_odf`): each ODF is scaled to a peak of 1 (the metric is about timing, not loudness), the two
-  are aligned by unconstrained dynamic time warping (librosa.sequence.dtw on |a_i - b_j|, steps (1,1), (0,1),
-  (1,0), so one frame may match many), and the distance is the Euclidean norm of the differences along the
-  warping path. Unconstrained DTW absorbs constant shifts by design; W-dis is the metric that sees them.
+  ODF values as samples (`scipy.stats.wasserstein_distance(odf_ref, odf_gen)`) ignores time altogether. An
+  all-zero ODF (silence) carries no timing, so it counts as a uniform distribution over the clip.
+- **DTW-dis** (`dtw_odf`), as sec. 4.1.3 defines it: "a dynamic programming algorithm" aligns the two sequences,
+  one frame may match many, then the point-by-point Euclidean distance of the aligned sequences. Each ODF is
+  first scaled to a peak of 1 (the metric is about timing, not loudness). The alignment is unconstrained DTW
+  (librosa.sequence.dtw, steps (1,1), (0,1), (1,0)) on the squared differences (a_i - b_j)², so the path it
+  finds is the one of least Euclidean distance, and DTW-dis = sqrt(its accumulated cost) is that distance:
+  the path and the reported distance are the same measure. Unconstrained DTW absorbs constant shifts by
+  design; W-dis is the metric that sees them.
 """
 
 from __future__ import annotations
@@ -54,10 +57,10 @@ def wasserstein_odf(
 
 
 def dtw_odf(odf_ref: np.ndarray, odf_gen: np.ndarray) -> float:
-    """DTW-dis between two peak-normalised ODFs (see the module docstring)."""
+    """DTW-dis: the least Euclidean distance between two peak-normalised ODFs over all DTW alignments."""
     a, b = (odf / odf.max() if odf.max() > 0 else odf for odf in (np.asarray(odf_ref), np.asarray(odf_gen)))
-    _, path = librosa.sequence.dtw(X=a[None], Y=b[None], metric="euclidean")
-    return float(np.sqrt(np.sum((a[path[:, 0]] - b[path[:, 1]]) ** 2)))
+    cost = librosa.sequence.dtw(X=a[None], Y=b[None], metric="sqeuclidean", backtrack=False)
+    return float(np.sqrt(cost[-1, -1]))
 
 
 class OnsetSyncMetrics(Metric):

@@ -1,4 +1,6 @@
-"""shared.metrics.onset: ODF, W-dis and DTW-dis (TiVA sec. 4.1.3; reference card tiva.md sec. 8 and 11)."""
+"""shared.metrics.onset: ODF, W-dis and DTW-dis (TiVA paper sec. 4.1.3)."""
+
+import itertools
 
 import numpy as np
 import pytest
@@ -76,3 +78,38 @@ def test_silence_counts_as_a_uniform_distribution():
     silent = np.zeros_like(ref)
     assert np.isfinite(wasserstein_odf(ref, silent)) and wasserstein_odf(ref, silent) > 0.1
     assert np.isfinite(dtw_odf(ref, silent))
+
+
+def warping_paths(n: int, m: int):
+    """Every DTW alignment of n and m frames: monotone paths from (0, 0) to (n - 1, m - 1) in steps (1, 0),
+    (0, 1), (1, 1)."""
+    if n == 1 and m == 1:
+        yield [(0, 0)]
+        return
+    for di, dj in ((1, 0), (0, 1), (1, 1)):
+        if n - di >= 1 and m - dj >= 1:
+            for path in warping_paths(n - di, m - dj):
+                yield [*path, (n - 1, m - 1)]
+
+
+def along(path, a, b, p: int) -> float:
+    """The p-norm of the differences of a and b aligned by `path`."""
+    return float(np.sum(np.abs([a[i] - b[j] for i, j in path]) ** p) ** (1 / p))
+
+
+def test_dtw_dis_is_the_least_euclidean_distance_over_all_alignments():
+    """Sec. 4.1.3: align, then the Euclidean distance of the aligned curves. Aligning by one distance (the sum of
+    |a_i - b_j|) and reporting another (the Euclidean one along that path) gives a larger number wherever the
+    two distances prefer different paths; the curves below are drawn until they do."""
+    rng = np.random.default_rng(0)
+    for _ in itertools.count():
+        a, b = rng.random(5), rng.random(6)
+        a, b = a / a.max(), b / b.max()  # peak 1 already: dtw_odf's normalisation leaves them as they are
+        paths = list(warping_paths(len(a), len(b)))
+        least_l1_path = min(paths, key=lambda path: along(path, a, b, 1))
+        euclidean = min(along(path, a, b, 2) for path in paths)
+        if along(least_l1_path, a, b, 2) > euclidean * (1 + 1e-6):
+            break
+    assert len(paths) == 681  # the Delannoy number D(4, 5): the brute force sees every alignment
+    assert dtw_odf(a, b) == pytest.approx(euclidean, rel=1e-9)
+    assert dtw_odf(a, b) < along(least_l1_path, a, b, 2)

@@ -1,17 +1,23 @@
-"""AudioLDM2's frozen parts that TiVA reuses: the mel VAE and the HiFi-GAN vocoder (paper sec. 4.1.1; reference
-card tiva.md sec. 4), loaded through diffusers / transformers from a local folder in the `cvssp/audioldm2`
-layout (`<root>/vae`, `<root>/vocoder`), never downloaded.
+"""AudioLDM2's frozen parts that TiVA reuses: the mel VAE and the HiFi-GAN vocoder (paper sec. 4.1.1), loaded
+through diffusers / transformers from a local folder in the layout of diffusers' `cvssp/audioldm2` snapshot
+(`<root>/vae`, `<root>/vocoder`), never downloaded.
 
-    vae = load_vae("/models/audioldm2")                  # AutoencoderKL, frozen, eval mode
-    z = encode_mel(vae, logmel)                          # [B, 64, 1024] -> [B, 8, 256, 16], times scaling_factor
-    logmel = decode_latents(vae, z)                      # and back
-    wave = load_vocoder_or_griffin_lim(root)(logmel)     # [B, 163,840] at 16 kHz (Griffin-Lim without <root>/vocoder)
+    vae, vocoder = load_frozen_parts("/models/audioldm2", vocoder="hifigan")
+    z = encode_mel(vae, logmel)          # [B, 64, 1024] -> [B, 8, 256, 16], times scaling_factor
+    logmel = decode_latents(vae, z)      # and back
+    wave = vocoder(logmel)               # [B, 163,840] at 16 kHz
 
 The VAE sees the log-mel as a one-channel image with time as its height, [B, 1, T, 64], and its latent is
-scaled by the `scaling_factor` of its config (0.4110932946205139 for AudioLDM2, set by scale_by_std; the toy
-VAE stores its own). The vocoder takes time-major mels [B, T, 64] and gives 160 samples per frame plus 32,
-cut here to T x 160. `paper_vae_config()` / `paper_vocoder_config()` build random-weight parts of AudioLDM2's
-sizes (55.4 M and 55.3 M parameters) for tests and parameter counts.
+scaled by the `scaling_factor` of its config (`cvssp/audioldm2` `vae/config.json`: 0.4110932946205139, the
+latent-diffusion `scale_by_std` rule; the toy VAE stores its own). The vocoder (`audioldm2/hifigan/models_v2.py`; transformers' `SpeechT5HifiGan`) takes time-major mels
+[B, T, 64] and gives 160 samples per frame plus 32, cut here to T x 160. The vocoder is chosen, never guessed:
+"hifigan" needs `<root>/vocoder` and fails naming the folder when it is missing; "griffin_lim" (the toy
+configs, whose stand-in VAE comes without a vocoder) inverts AudioLDM2's mel with Griffin-Lim.
+
+`frozen_parts_state` / `frozen_parts_from_state` put both parts (configs and weights) into a checkpoint and
+back, so that a run whose VAE is a stand-in trained by an earlier stage carries it (`TiVA.bundle_frozen_parts`).
+`paper_vae_config()` / `paper_vocoder_config()` build random-weight parts of AudioLDM2's sizes for tests and
+parameter counts.
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ from torch import nn
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
 from shared.audio import GriffinLimVocoder, MelFrontEnd
+from shared.runs import UserError
 
 HOP = 160
+VOCODERS = ("hifigan", "griffin_lim")
+FROZEN_PARTS_KEY = "tiva_frozen_parts"  # where a checkpoint carries them (`frozen_parts_state`)
 
 
 def paper_vae_config() -> dict:
@@ -59,11 +68,12 @@ def paper_vocoder_config() -> SpeechT5HifiGanConfig:
     )
 
 
-def _subfolder(root: str | Path, name: str) -> Path:
+def _subfolder(root: str | Path, name: str, fix: str = "") -> Path:
     folder = Path(root) / name
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{folder}: no config.json; expected an AudioLDM2-format folder with {name}/ in {root}"
+        raise UserError(
+            f"{folder}: no config.json; `audioldm_root` ({root}) must be a local snapshot of cvssp/audioldm2 "
+            f"with {name}/ in it{fix}"
         )
     return folder
 
@@ -87,17 +97,48 @@ class HiFiGanVocoder(nn.Module):
 
 
 def load_vocoder(root: str | Path) -> HiFiGanVocoder:
-    _subfolder(root, "vocoder")
+    _subfolder(root, "vocoder", fix=" (or set `vocoder: griffin_lim` to invert the mel with Griffin-Lim)")
     return HiFiGanVocoder(
         SpeechT5HifiGan.from_pretrained(str(root), subfolder="vocoder", local_files_only=True)
     )
 
 
-def load_vocoder_or_griffin_lim(root: str | Path) -> nn.Module:
-    """AudioLDM2's HiFi-GAN when `<root>/vocoder` exists, else Griffin-Lim on the AudioLDM2 mel (toy runs)."""
-    if (Path(root) / "vocoder").is_dir():
-        return load_vocoder(root)
+def griffin_lim_vocoder() -> GriffinLimVocoder:
     return GriffinLimVocoder(MelFrontEnd.from_preset("audioldm"))
+
+
+def load_frozen_parts(root: str | Path, vocoder: str = "hifigan") -> tuple[AutoencoderKL, nn.Module]:
+    """The frozen VAE of `<root>/vae` and the vocoder: AudioLDM2's HiFi-GAN of `<root>/vocoder` ("hifigan") or
+    Griffin-Lim on AudioLDM2's mel ("griffin_lim")."""
+    if vocoder not in VOCODERS:
+        raise ValueError(f"vocoder must be one of {VOCODERS}, got {vocoder!r}")
+    return load_vae(root), load_vocoder(root) if vocoder == "hifigan" else griffin_lim_vocoder()
+
+
+def frozen_parts_state(vae: AutoencoderKL, vocoder: nn.Module) -> dict:
+    """Configs and weights of the VAE and the vocoder, as plain containers and tensors (for a checkpoint)."""
+    state = {"vae": {"config": dict(vae.config), "state_dict": vae.state_dict()}}
+    if isinstance(vocoder, HiFiGanVocoder):
+        config = vocoder.hifigan.config.to_dict()
+        state["vocoder"] = {"kind": "hifigan", "config": config, "state_dict": vocoder.state_dict()}
+    elif isinstance(vocoder, GriffinLimVocoder):
+        state["vocoder"] = {"kind": "griffin_lim"}
+    else:
+        raise TypeError(f"cannot store a {type(vocoder).__name__} vocoder")
+    return state
+
+
+def frozen_parts_from_state(state: dict) -> tuple[AutoencoderKL, nn.Module]:
+    """The VAE and vocoder that `frozen_parts_state` stored, frozen and in eval mode."""
+    vae = AutoencoderKL.from_config(state["vae"]["config"])
+    vae.load_state_dict(state["vae"]["state_dict"])
+    vocoder_state = state["vocoder"]
+    if vocoder_state["kind"] == "griffin_lim":
+        vocoder = griffin_lim_vocoder()
+    else:
+        vocoder = HiFiGanVocoder(SpeechT5HifiGan(SpeechT5HifiGanConfig.from_dict(vocoder_state["config"])))
+        vocoder.load_state_dict(vocoder_state["state_dict"])
+    return vae.requires_grad_(False).eval(), vocoder
 
 
 def mel_posterior(vae: AutoencoderKL, logmel: torch.Tensor) -> DiagonalGaussianDistribution:

@@ -5,13 +5,15 @@ attention transformer layers) whose input is the noisy latent z_t [B, c, h, w] w
 appended as channel c + 1, cross-attending to the semantic embeddings s [B, N, context_dim]. Its output has
 c + 1 channels as well; only the first c are the noise estimate, as the paper says.
 
-`paper_unet_config()` is AudioLDM2's UNet (reference card tiva.md sec. 4: widths 128, 256, 384, 640, two
-residual blocks per level, attention at the three deeper levels with 32-channel heads, one transformer
-layer) with 9 input/output channels and one cross-attention context, s, of width 768: 184.3 M parameters.
+`paper_unet_config()` is AudioLDM2's UNet (`haoheliu/AudioLDM2`,
+`audioldm2/latent_diffusion/modules/diffusionmodules/openaimodel.py` as AudioLDM2's config sizes it: widths 128,
+256, 384, 640, two residual blocks per level, attention at the three deeper levels with 32-channel heads, one
+transformer layer) with 9 input/output channels and one cross-attention context, s, of width 768: 184.3 M
+parameters.
 AudioLDM2's own UNet (`AudioLDM2UNet2DConditionModel`) stacks three transformers at each attention site
 (self-attention only, then one per context: GPT-2 768 and Flan-T5 1024); with the same widths it has the
-346.9 M of the reference (a test builds it). The paper does not say how TiVA adapted it to its single
-context; one transformer with cross-attention to s, as the reference card suggests, is our choice.
+346.9 M of diffusers' `AudioLDM2UNet2DConditionModel` (a test builds it). The paper does not say how TiVA
+adapted it to its single context; one transformer with cross-attention to s is our choice.
 diffusers' quirk: in `UNet2DConditionModel`, `attention_head_dim` is the number of heads per level
 (channels / 32 = 4, 8, 12, 20), not their width.
 """

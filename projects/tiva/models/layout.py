@@ -2,7 +2,7 @@
 
 t_a = Resize(Norm(mel_a); M, C): the log-mel [F = 64, T] becomes a coarse [M, C] = [102, 5] picture (time x
 frequency) that T learns to predict from the video, and G gets it resized to the latent grid [h, w] as an
-extra input channel. The paper leaves Norm and Resize open (reference card tiva.md sec. 3); our choices:
+extra input channel. The paper leaves Norm and Resize open (sec. 3.1 names them only); our choices:
 
 - Norm: a fixed map of the natural-log mel to [0, 1] over `LOG_MEL_BOUNDS` = (ln 1e-5, 4.0), clamped. The
   lower bound is AudioLDM2's silence floor; AudioLDM2 log-mels of peak-0.5 audio stay below about +3, so

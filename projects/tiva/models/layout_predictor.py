@@ -9,11 +9,17 @@ From the CLIP features of N video frames, T predicts the audio layout t_v [M, C]
 - decoder (eq. 4): queries c_i^query = Proj(Concat[CLS^4, CLS^8, CLS^11]) + q_i with learnable q_i; `dec_depth`
   blocks of [self-attention, cross-attention (queries -> encoder output), windowed self-attention];
 - output: t_v = Linear(Concat[c_1^out .. c_N^out]) -> [M, C]: one Linear over all frames, as eq. 4 writes it,
-  which fixes N (`n_frames`, 102 for 10.24 s at 10 fps; shorter inputs are zero-padded, longer ones cut).
+  which fixes N (`n_frames`, 102 for 10.24 s at 10 fps; longer inputs are cut, shorter ones padded).
+
+Padding: the frames T adds to a shorter input are masked out of every attention (no real frame attends to
+them; each padded frame attends to the real ones and to itself, so no attention row is empty) and their outputs
+are zeroed before the final Linear, so t_v does not depend on what the padding holds. The data never pads
+(`projects.tiva.data`: a clip shorter than `duration` is looped, frames and sound alike), so this guards inputs
+of another length than the model's, e.g. a config whose `n_frames` exceeds the cached frames.
 
 Each attention and MLP sub-layer is pre-norm with a residual connection (GPT-style), and the encoder output is
-layer-normed before the decoder attends to it. Widths, depths, heads and the window are not given in the paper
-(reference card sec. 1); the defaults are ours.
+layer-normed before the decoder attends to it. The paper gives no widths, depths, heads or window (sec. 3.2.1
+names the blocks only); the defaults are ours.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ def window_mask(n: int, window: int, device=None) -> torch.Tensor:
     """[n, n] bool, True where attention is NOT allowed: frames further apart than window // 2."""
     index = torch.arange(n, device=device)
     return (index[:, None] - index[None, :]).abs() > window // 2
+
+
+def padding_mask(valid: torch.Tensor) -> torch.Tensor:
+    """valid [n] bool -> [n, n] bool, True where attention is NOT allowed: from any frame to a padded one,
+    except a padded frame to itself (a row with every key masked would give NaN)."""
+    return ~valid[None, :] & ~torch.eye(len(valid), dtype=torch.bool, device=valid.device)
 
 
 class AttentionLayer(nn.Module):
@@ -67,8 +79,8 @@ class EncoderBlock(nn.Module):
         self.window_attn = AttentionLayer(width, heads, dropout)
         self.mlp = MLP(width, dropout)
 
-    def forward(self, x, mask):
-        return self.mlp(self.window_attn(self.global_attn(x), mask=mask))
+    def forward(self, x, window_mask, padding_mask=None):
+        return self.mlp(self.window_attn(self.global_attn(x, mask=padding_mask), mask=window_mask))
 
 
 class DecoderBlock(nn.Module):
@@ -81,9 +93,9 @@ class DecoderBlock(nn.Module):
         self.window_attn = AttentionLayer(width, heads, dropout)
         self.mlp = MLP(width, dropout)
 
-    def forward(self, x, memory, mask):
-        x = self.cross_attn(self.self_attn(x), context=memory)
-        return self.mlp(self.window_attn(x, mask=mask))
+    def forward(self, x, memory, window_mask, padding_mask=None):
+        x = self.cross_attn(self.self_attn(x, mask=padding_mask), context=memory, mask=padding_mask)
+        return self.mlp(self.window_attn(x, mask=window_mask))
 
 
 class LayoutPredictor(nn.Module):
@@ -118,13 +130,19 @@ class LayoutPredictor(nn.Module):
         return F.pad(x, (0, 0, 0, self.n_frames - x.shape[1]))
 
     def forward(self, cls: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
-        """cls, patch [B, N, L, D] -> t_v [B, M, C]."""
-        mask = window_mask(self.n_frames, self.window, cls.device)
+        """cls, patch [B, N, L, D] -> t_v [B, M, C] (frames N.. padded and masked when N < n_frames)."""
+        valid = torch.arange(self.n_frames, device=cls.device) < cls.shape[1]
+        window = window_mask(self.n_frames, self.window, cls.device)
+        padded = None  # no mask at all where nothing is padded: the common case stays the unmasked kernel
+        if not valid.all():
+            padded = padding_mask(valid)
+            window = window | padded
         memory = self.patch_proj(self._frames(patch)) + self.position
         for block in self.encoder:
-            memory = block(memory, mask)
+            memory = block(memory, window, padded)
         memory = self.memory_norm(memory)
         x = self.cls_proj(self._frames(cls)) + self.queries
         for block in self.decoder:
-            x = block(x, memory, mask)
-        return self.out(self.norm(x).flatten(1)).view(-1, *self.layout_size)
+            x = block(x, memory, window, padded)
+        x = self.norm(x).masked_fill(~valid[:, None], 0.0)
+        return self.out(x.flatten(1)).view(-1, *self.layout_size)

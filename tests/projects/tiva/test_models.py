@@ -1,4 +1,4 @@
-"""TiVA's networks: the audio layout, S, T, G, and AudioLDM2's parts at paper size (reference card tiva.md)."""
+"""TiVA's networks: the audio layout, S, T, G (paper sec. 3.1-3.2), and AudioLDM2's parts at paper size."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
-from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+from transformers import SpeechT5HifiGan
 
 from projects.tiva.models import (
     LOG_MEL_BOUNDS,
@@ -17,14 +17,22 @@ from projects.tiva.models import (
     decode_latents,
     encode_mel,
     layout_to_latent,
+    load_frozen_parts,
     load_vae,
     load_vocoder,
-    load_vocoder_or_griffin_lim,
     paper_unet_config,
     paper_vae_config,
     paper_vocoder_config,
 )
 from shared.audio import GriffinLimVocoder
+from shared.runs import UserError
+from tests.projects.tiva.tiny import (
+    assert_close_to_scale,
+    differ_at_scale,
+    save_tiny_audioldm,
+    tiny_predictor,
+    tiny_unet_config,
+)
 
 
 def n_params(module) -> int:
@@ -63,21 +71,6 @@ def test_semantic_encoder_is_a_linear_map_of_the_chosen_layer():
     assert torch.equal(encoder(cls2), s)
 
 
-def tiny_predictor(**kw) -> LayoutPredictor:
-    args = dict(
-        clip_dim=8,
-        n_layers=3,
-        n_frames=12,
-        layout_size=(12, 5),
-        width=16,
-        heads=2,
-        enc_depth=1,
-        dec_depth=1,
-        window=3,
-    )
-    return LayoutPredictor(**(args | kw)).eval()
-
-
 def test_layout_predictor_shapes_and_padding():
     predictor = tiny_predictor()
     cls, patch = torch.randn(2, 12, 3, 8), torch.randn(2, 12, 3, 8)
@@ -85,7 +78,27 @@ def test_layout_predictor_shapes_and_padding():
     # shorter inputs are zero-padded to n_frames, longer ones cut
     assert predictor(cls[:, :7], patch[:, :7]).shape == (2, 12, 5)
     long = predictor(torch.cat([cls, cls], 1), torch.cat([patch, patch], 1))
-    assert torch.allclose(long, predictor(cls, patch), atol=1e-6)
+    assert_close_to_scale(long, predictor(cls, patch))
+
+
+def test_padded_frames_change_nothing_t_predicts(monkeypatch):
+    """T pads an input of 7 frames to its 12; whatever the padding holds, the layout is the same (the padded
+    frames are masked out of every attention, and their outputs out of the final Linear)."""
+    predictor = tiny_predictor()
+    cls, patch = torch.randn(2, 7, 3, 8), torch.randn(2, 7, 3, 8)
+    zero_padded = predictor(cls, patch)
+    frames = predictor._frames
+
+    def noise_padded(x):  # the same frames, random values where T pads
+        padded = frames(x)
+        return torch.cat([padded[:, :7], 10 * torch.randn_like(padded[:, 7:])], dim=1)
+
+    monkeypatch.setattr(predictor, "_frames", noise_padded)
+    assert_close_to_scale(predictor(cls, patch), zero_padded)
+    assert torch.isfinite(zero_padded).all()
+    # and the valid frames still matter
+    cls[:, 3] += 1.0
+    assert differ_at_scale(predictor(cls, patch), zero_padded)
 
 
 def test_windowed_attention_only_sees_neighbouring_frames():
@@ -97,24 +110,14 @@ def test_windowed_attention_only_sees_neighbouring_frames():
     changed = x.clone()
     changed[0, 9] = torch.randn(16)  # frame 9 is outside frame 2's window of 3, inside frame 8's
     before, after = layer(x, mask=mask), layer(changed, mask=mask)
-    assert torch.allclose(before[0, 2], after[0, 2], atol=1e-6)
-    assert not torch.allclose(before[0, 8], after[0, 8], atol=1e-4)
+    assert_close_to_scale(after[0, 2], before[0, 2])
+    assert differ_at_scale(after[0, 8], before[0, 8])
     # and T as a whole mixes far frames through its global self-attention
     predictor = tiny_predictor()
     cls, patch = torch.randn(1, 12, 3, 8), torch.randn(1, 12, 3, 8)
     patch2 = patch.clone()
     patch2[0, 11] = torch.randn(3, 8)
-    assert not torch.allclose(predictor(cls, patch), predictor(cls, patch2))
-
-
-def tiny_unet_config() -> dict:
-    return {
-        "sample_size": (16, 8), "in_channels": 5, "out_channels": 5,
-        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-        "block_out_channels": (16, 32), "layers_per_block": 1, "cross_attention_dim": 12,
-        "attention_head_dim": 4, "norm_num_groups": 8,
-    }  # fmt: skip
+    assert differ_at_scale(predictor(cls, patch2), predictor(cls, patch))
 
 
 def test_generator_predicts_c_channels_from_latent_layout_and_semantics():
@@ -124,13 +127,14 @@ def test_generator_predicts_c_channels_from_latent_layout_and_semantics():
     t, s = torch.tensor([10, 500]), torch.randn(2, 3, 12)
     eps = g(z, layout, t, s)
     assert eps.shape == (2, 4, 16, 8)
-    assert not torch.allclose(eps, g(z, torch.zeros_like(layout), t, s), atol=1e-5)  # the layout reaches ε̂
-    assert not torch.allclose(eps, g(z, layout, t, torch.zeros_like(s)), atol=1e-5)  # so does s
+    assert differ_at_scale(g(z, torch.zeros_like(layout), t, s), eps)  # the layout reaches ε̂
+    assert differ_at_scale(g(z, layout, t, torch.zeros_like(s)), eps)  # so does s
     assert torch.equal(eps, g.unet(torch.cat([z, layout], 1), t, encoder_hidden_states=s).sample[:, :4])
     with pytest.raises(ValueError, match="c \\+ 1"):
         LayoutConditionedUNet(tiny_unet_config() | {"out_channels": 4})
 
 
+@pytest.mark.slow  # builds 660 M parameters
 def test_paper_sizes_of_the_parts():
     vae = AutoencoderKL(**paper_vae_config())
     vocoder = SpeechT5HifiGan(paper_vocoder_config())
@@ -154,33 +158,15 @@ def test_paper_sizes_of_the_parts():
     )
     assert n_params(audioldm2) == pytest.approx(346.9e6, rel=0.01)
     assert counts["G"] < n_params(audioldm2)
-    # shapes of the reference card sec. 11, at a quarter of the length to stay fast on a CPU
+    # AudioLDM2's shapes ([B, 64, 1024] -> [B, 8, 256, 16]) at a quarter of the length to stay fast on a CPU
     with torch.no_grad():
         z = encode_mel(vae, torch.randn(1, 64, 256))
         assert z.shape == (1, 8, 64, 16)
         assert decode_latents(vae, z).shape == (1, 64, 256)
 
 
-def tiny_parts(root):
-    vae = AutoencoderKL(
-        in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 8), layers_per_block=1,
-        latent_channels=4, norm_num_groups=4, scaling_factor=0.5,
-    )  # fmt: skip
-    vocoder = SpeechT5HifiGan(
-        SpeechT5HifiGanConfig(
-            model_in_dim=64, upsample_initial_channel=64, upsample_rates=[5, 4, 2, 2, 2],
-            upsample_kernel_sizes=[10, 8, 4, 4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]],
-            normalize_before=False,
-        )
-    )  # fmt: skip
-    vae.save_pretrained(root / "vae")
-    vocoder.save_pretrained(root / "vocoder")
-    return vae.eval(), vocoder.eval()
-
-
 def test_audioldm_folder_round_trip(tmp_path):
-    vae, vocoder = tiny_parts(tmp_path)
+    vae, vocoder = save_tiny_audioldm(tmp_path)
     loaded_vae, loaded_vocoder = load_vae(tmp_path), load_vocoder(tmp_path)
     assert loaded_vae.config.scaling_factor == 0.5  # read from the folder, not assumed
     assert not any(p.requires_grad for p in loaded_vae.parameters())
@@ -189,15 +175,26 @@ def test_audioldm_folder_round_trip(tmp_path):
         posterior = vae.encode(logmel.transpose(1, 2)[:, None]).latent_dist
         z = encode_mel(loaded_vae, logmel, generator=torch.Generator().manual_seed(0))
         expected = posterior.sample(torch.Generator().manual_seed(0)) * 0.5
-        assert torch.allclose(z, expected, atol=1e-6) and z.shape == (2, 4, 8, 16)
+        assert z.shape == (2, 4, 8, 16)
+        assert_close_to_scale(z, expected)
         wave = loaded_vocoder(logmel)
         assert wave.shape == (2, 32 * 160)
-        assert torch.allclose(wave, vocoder(logmel.transpose(1, 2))[..., : 32 * 160], atol=1e-6)
+        assert_close_to_scale(wave, vocoder(logmel.transpose(1, 2))[..., : 32 * 160])
         with pytest.raises(ValueError, match="divide by 4"):
             encode_mel(loaded_vae, torch.randn(1, 64, 30))  # 30 frames would come back as 28
-    assert isinstance(load_vocoder_or_griffin_lim(tmp_path / "nowhere"), GriffinLimVocoder)
-    with pytest.raises(FileNotFoundError, match="vae"):
+    with pytest.raises(UserError, match="nowhere/vae: no config.json"):
         load_vae(tmp_path / "nowhere")
+
+
+def test_the_vocoder_is_chosen_and_a_missing_one_fails_naming_the_folder(tmp_path):
+    save_tiny_audioldm(tmp_path, vocoder=False)
+    # the paper's HiFi-GAN: no silent Griffin-Lim when the folder lacks vocoder/
+    with pytest.raises(UserError, match=f"{tmp_path}/vocoder: no config.json.*griffin_lim"):
+        load_frozen_parts(tmp_path, "hifigan")
+    vae, vocoder = load_frozen_parts(tmp_path, "griffin_lim")  # only where a config asks for it
+    assert isinstance(vocoder, GriffinLimVocoder) and vae.config.latent_channels == 4
+    with pytest.raises(ValueError, match="vocoder must be one of"):
+        load_frozen_parts(tmp_path, "melgan")
 
 
 @pytest.mark.parametrize(("stage", "t_lr"), [("joint", 1e-5), ("joint", None), ("generator", 1e-5)])
