@@ -50,6 +50,7 @@ def test_a_config_outside_projects_needs_a_run_name(toy_root, tmp_path):
         AvgenCLI(args=["fit", *args, "--trainer.max_steps=1"])
 
 
+@pytest.mark.slow
 def test_fit_writes_one_run_folder_and_resumes_in_it(toy_root, tmp_path):
     steps_file = tmp_path / "steps.txt"
     args = ["fit", *toy_args(toy_root, tmp_path), probe("StepRecorder", path=str(steps_file))]
@@ -149,6 +150,7 @@ def test_sigterm_saves_the_step_it_stopped_at(toy_root, tmp_path):
     assert recorded_runs(steps_file) == [[1, 2, 3], [4, 5]], "it did not resume from the saved step"
 
 
+@pytest.mark.slow
 def test_command_line_values_win_over_the_checkpoint_s_hyperparameters(toy_root, tmp_path):
     """Lightning would re-apply the checkpoint's hyper-parameters over `--model.*` when given `--ckpt_path`."""
     AvgenCLI(

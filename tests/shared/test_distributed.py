@@ -94,6 +94,7 @@ def _ddp_quantizers(rank: int, world: int, rdzv: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_codebooks_are_the_same_whatever_the_number_of_processes(tmp_path):
     single = run_quantizers(clustered_batches(30, 48), rank=0, world=1)
     mp.spawn(_ddp_quantizers, args=(2, str(tmp_path / "rdzv"), str(tmp_path / "q")), nprocs=2, join=True)
