@@ -97,7 +97,15 @@ def _ddp_quantizers(rank: int, world: int, rdzv: str, out: str) -> None:
 @pytest.mark.slow
 def test_codebooks_are_the_same_whatever_the_number_of_processes(tmp_path):
     single = run_quantizers(clustered_batches(30, 48), rank=0, world=1)
-    mp.spawn(_ddp_quantizers, args=(2, str(tmp_path / "rdzv"), str(tmp_path / "q")), nprocs=2, join=True)
+    processes = mp.spawn(
+        _ddp_quantizers, args=(2, str(tmp_path / "rdzv"), str(tmp_path / "q")), nprocs=2, join=False
+    )
+    try:
+        while not processes.join():  # raises if a process failed
+            pass
+    finally:  # a timed-out test leaves no process behind
+        for process in processes.processes:
+            process.kill()
     ranks = [torch.load(tmp_path / f"q.{r}") for r in range(2)]
     for key in single:
         assert torch.allclose(ranks[0][key], ranks[1][key], atol=0)  # identical on every rank
