@@ -9,10 +9,10 @@ ARGS ?=
 TOY ?= data/toy
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train slurm test lint format clean
+.PHONY: help install data train slurm test test-fast lint format clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROJECT=<specvqgan|gravo|tiva|audiotoken|wavbrivl> EXP=<config name> ARGS=\"--trainer.max_steps=10 ...\""
 
 $(VENV)/.installed: pyproject.toml
@@ -53,8 +53,11 @@ format: $(VENV)/.installed  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint  ## lint + the whole test suite (installs what it needs)
+test: lint  ## lint + the whole test suite (installs what it needs; what CI runs)
 	$(PY) -m pytest $(ARGS)
+
+test-fast: $(VENV)/.installed  ## the tests not marked slow (a few minutes; no toy trainings, no CLI subprocesses)
+	$(PY) -m pytest -m "not slow" $(ARGS)
 
 clean:  ## remove runs/ and the toy data (keeps .venv)
 	rm -rf runs $(TOY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 
@@ -13,7 +13,9 @@ from pathlib import Path
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed.
 
-    The temporary name keeps the final suffix, so writers that infer the format from it still work.
+    The temporary name (`.<stem>.<random>.tmp<suffix>`) keeps the final suffix, so writers that infer the
+    format from it still work. A process killed mid-write (kill -9, a lost node) leaves it behind:
+    `remove_stale_temporaries` clears those.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +28,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temporaries(folder: str | Path, stems: Collection[str]) -> int:
+    """Remove the temporary files that `atomic_path` left in `folder` for the files named `stems`; the count.
+
+    Only for files that no other process is writing now (a shard's own clips, say): a live writer's
+    temporary file would go too, and its rename would fail.
+    """
+    removed = 0
+    for path in Path(folder).glob(".*.tmp*"):
+        stem_and_random = path.name[1:].rsplit(".tmp", 1)[0]
+        if stem_and_random.rsplit(".", 1)[0] in stems:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _umask() -> int:

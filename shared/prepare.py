@@ -7,7 +7,8 @@
 
 Every feature of every clip is one atomically written `.npy` in the feature's cache folder (see
 `shared.data.cache`), the same folder the DataModules read, so training finds the work done. Killed at
-any point, a re-run computes only the clips still missing. `--shard i/n` (or, inside a SLURM array job,
+any point, a re-run computes only the clips still missing (and removes the half-written temporary
+files of its shard's clips that a kill -9 leaves). `--shard i/n` (or, inside a SLURM array job,
 `SLURM_ARRAY_TASK_ID` of `SLURM_ARRAY_TASK_COUNT`) takes every n-th clip starting at the i-th, so n array
 tasks share a dataset with no overlap. Clips that fail are skipped and listed with the reason in
 `<cache-dir>/<dataset>_skipped[_shard-i-of-n].tsv`; a summary line says how many.
@@ -27,6 +28,7 @@ import torch
 from shared.data import FeatureCache, MelFeature, SkipReport, WaveFeature, prepare_features
 from shared.data.indexes import DatasetIndex, ImageHearIndex, VASIndex, VEGASIndex, VGGSoundIndex
 from shared.encoders import ResNetFeature
+from shared.files import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,10 @@ def prepare_dataset(
     prepared = {}
     for name, feature in features.items():
         cache = feature_cache(cache_dir, index, name, feature)
+        # what a killed earlier run of this shard left half-written; other shards' clips are not touched
+        stale = remove_stale_temporaries(cache.dir, {r.clip_id for r in records})
+        if stale:
+            log.info("%s: removed %d half-written files of an interrupted run", cache.dir, stale)
         prepared[name] = prepare_features(
             records, cache, feature, report, workers, desc=f"{index.name} {name}"
         )

@@ -12,6 +12,11 @@ skipping that epoch's validation and end-of-epoch hooks and by applying the fini
 position to the next epoch, so the resumed run would differ from an uninterrupted one. (With one batch
 per epoch there is no such step, and the save happens at the second signalled step anyway.)
 
+A signal that arrives during the last step or once training is over (during the final validation, while
+the last checkpoint is written, or while the process exits) saves nothing and requeues nothing: the run is
+complete. The handler stays installed until the process ends, since SIGUSR1's default action would kill a
+finished job before it exits cleanly; it logs one line and the process ends with status 0 as it would have.
+
 Lightning's own SLURM handler saves from inside the signal handler, that is in the middle of whatever
 step is running, and does not stop; the CLI turns it off (`SLURMEnvironment(auto_requeue=False)`) and uses
 this callback instead, which does nothing outside SLURM.
@@ -53,27 +58,36 @@ class PreemptionRequeue(Callback):
     def __init__(self, signal_name: str = "SIGUSR1"):
         self.signum = getattr(signal, signal_name)
         self.requested = False
+        self._training = False  # under SLURM, from the fit's setup to its last step or pre-emption
         self._deferred = False
-        self._previous = None
 
     def _handler(self, signum, frame) -> None:
         self.requested = True
+        if not self._training:
+            log.warning(
+                "pre-emption: %s after training ended: nothing to save, job not requeued",
+                signal.Signals(signum).name,
+            )
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit" and SLURMEnvironment.detect():
-            self._previous = signal.signal(self.signum, self._handler)
+            signal.signal(self.signum, self._handler)  # kept until the process ends: see the module doc
+            self._training = True
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self._previous is not None:
-            signal.signal(self.signum, self._previous)
-            self._previous = None
+        if self._training and self.requested:
+            log.warning("pre-emption: signal during or after the last step: training finished, not requeued")
+        self._training = False
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
-        if self._previous is None or not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+        if not self._training or not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             return
+        if 0 <= trainer.max_steps <= trainer.global_step:
+            return  # the last step: training ends now anyway, and there is nothing left to resume
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and not self._deferred:
             self._deferred = True
             return
+        self._training = False
         path = save_checkpoint_atomically(trainer, next_hpc_checkpoint(trainer.default_root_dir))
         log.warning("pre-emption: saved %s at step %d", path, trainer.global_step)
         if trainer.is_global_zero:

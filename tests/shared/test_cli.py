@@ -1,7 +1,5 @@
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import yaml
 
 from shared.cli import AvgenCLI, newest_checkpoint, run_identity_from_config_path
 from tests.conftest import REPO
+from tests.shared.probes import child, probe, recorded_runs, run, wait_for
 
 CONFIG = REPO / "projects" / "specvqgan" / "configs" / "toy_vggishish.yaml"
 
@@ -51,9 +50,11 @@ def test_a_config_outside_projects_needs_a_run_name(toy_root, tmp_path):
         AvgenCLI(args=["fit", *args, "--trainer.max_steps=1"])
 
 
+@pytest.mark.slow
 def test_fit_writes_one_run_folder_and_resumes_in_it(toy_root, tmp_path):
-    args = ["fit", *toy_args(toy_root, tmp_path), "--trainer.max_steps=3", "--checkpoint.every_n_steps=2"]
-    cli = AvgenCLI(args=args)
+    steps_file = tmp_path / "steps.txt"
+    args = ["fit", *toy_args(toy_root, tmp_path), probe("StepRecorder", path=str(steps_file))]
+    cli = AvgenCLI(args=[*args, "--trainer.max_steps=3", "--checkpoint.every_n_steps=2"])
     run = tmp_path / "runs" / "specvqgan" / "toy_vggishish" / "default"
     assert cli.run_dir == run
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -68,7 +69,7 @@ def test_fit_writes_one_run_folder_and_resumes_in_it(toy_root, tmp_path):
     assert last["global_step"] == 3
     assert not list((run / "checkpoints").glob(".*tmp*"))
     # the same command with a higher step budget continues this run, in this folder
-    cli = AvgenCLI(args=[*args[:-2], "--trainer.max_steps=5"])
+    cli = AvgenCLI(args=[*args, "--trainer.max_steps=5", "--checkpoint.every_n_steps=2"])
     assert cli.trainer.global_step == 5
     assert sorted(p.name for p in (tmp_path / "runs" / "specvqgan" / "toy_vggishish").iterdir()) == [
         "default"
@@ -76,6 +77,7 @@ def test_fit_writes_one_run_folder_and_resumes_in_it(toy_root, tmp_path):
     # and the saved config reproduces the run by itself
     again = AvgenCLI(args=["fit", "--config", str(run / "config.yaml"), "--trainer.max_steps=6"])
     assert again.run_dir == run and again.trainer.global_step == 6
+    assert recorded_runs(steps_file) == [[1, 2, 3], [4, 5], [6]]  # each run went on from the one before
 
 
 def test_newest_checkpoint_prefers_the_latest_write(tmp_path):
@@ -92,67 +94,63 @@ def test_newest_checkpoint_prefers_the_latest_write(tmp_path):
 
 
 def step_of(path: Path) -> int:
-    return torch.load(path, weights_only=False, map_location="cpu")["global_step"] if path.is_file() else -1
+    return torch.load(path, weights_only=False, map_location="cpu")["global_step"]
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_to_the_same_step_count(toy_root, tmp_path):
-    total = 40
-    command = [
-        sys.executable,
-        "-m",
-        "shared",
+def test_a_killed_run_resumes_where_its_last_checkpoint_stopped(toy_root, tmp_path):
+    total, killed_in = 40, 11
+    steps_file, paused = tmp_path / "steps.txt", tmp_path / "paused"
+    args = [
         "fit",
         *toy_args(toy_root, tmp_path),
         f"--trainer.max_steps={total}",
+        "--checkpoint.every_n_steps=5",  # and after each validation: every 2 steps here (2 batches an epoch)
+        probe("StepRecorder", path=str(steps_file)),
+        probe("PauseAtStep", step=killed_in, marker=str(paused)),  # so that the kill lands mid-training
     ]
-    command.append("--checkpoint.every_n_steps=5")
     last = tmp_path / "runs" / "specvqgan" / "toy_vggishish" / "default" / "checkpoints" / "last.ckpt"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while step_of(last) < 10 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)  # no chance to save anything more
-    proc.wait()
+    log = tmp_path / "killed.log"
+    with child(args, log) as proc:
+        wait_for(paused, proc, log)
+        proc.send_signal(signal.SIGKILL)  # no chance to save anything more
+        proc.wait()
     killed_at = step_of(last)
-    assert 10 <= killed_at < total
-    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming {last.parents[1]}" in resumed.stderr
+    assert killed_at == killed_in - 1  # the save after step 10's validation; step 11's was never saved
+    status, output = run(args, tmp_path / "resumed.log")
+    assert status == 0, output[-3000:]
+    assert f"resuming {last.parents[1]}" in output
     assert step_of(last) == total
+    killed_run, resumed_run = recorded_runs(steps_file)
+    assert killed_run == list(range(1, killed_in + 1))
+    assert resumed_run == list(range(killed_at + 1, total + 1)), "it did not resume from the checkpoint"
 
 
 @pytest.mark.slow
 def test_sigterm_saves_the_step_it_stopped_at(toy_root, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "shared",
+    stop_at = 3
+    steps_file, paused = tmp_path / "steps.txt", tmp_path / "paused"
+    args = [
         "fit",
         *toy_args(toy_root, tmp_path),
-        "--trainer.max_steps=100000",
+        "--checkpoint.every_n_steps=100000",  # no periodic save: only the interrupt can write one at step 3
+        probe("StepRecorder", path=str(steps_file)),
+        probe("PauseAtStep", step=stop_at, marker=str(paused)),  # until the SIGTERM: it lands mid-training
     ]
-    command.append("--checkpoint.every_n_steps=100000")  # no periodic save: only the interrupt can write one
-    run = tmp_path / "runs" / "specvqgan" / "toy_vggishish" / "default"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.time() + 300
-    while not list(run.glob("events.out.tfevents.*")) and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(4)  # some training steps
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
-    stopped_at = step_of(run / "checkpoints" / "last.ckpt")
-    assert stopped_at >= 1
-    command[command.index("--trainer.max_steps=100000")] = f"--trainer.max_steps={stopped_at + 2}"
-    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert step_of(run / "checkpoints" / "last.ckpt") == stopped_at + 2
+    last = tmp_path / "runs" / "specvqgan" / "toy_vggishish" / "default" / "checkpoints" / "last.ckpt"
+    log = tmp_path / "stopped.log"
+    with child([*args, "--trainer.max_steps=100000"], log) as proc:
+        wait_for(paused, proc, log)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=300)
+    assert step_of(last) == stop_at, log.read_text()[-3000:]
+    status, output = run([*args, f"--trainer.max_steps={stop_at + 2}"], tmp_path / "resumed.log")
+    assert status == 0, output[-3000:]
+    assert step_of(last) == stop_at + 2
+    assert recorded_runs(steps_file) == [[1, 2, 3], [4, 5]], "it did not resume from the saved step"
 
 
+@pytest.mark.slow
 def test_command_line_values_win_over_the_checkpoint_s_hyperparameters(toy_root, tmp_path):
     """Lightning would re-apply the checkpoint's hyper-parameters over `--model.*` when given `--ckpt_path`."""
     AvgenCLI(

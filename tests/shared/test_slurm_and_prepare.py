@@ -21,7 +21,7 @@ def test_sbatch_script_has_every_field_filled_and_is_valid_bash():
     assert "runs/specvqgan/toy_codebook/v3/slurm-%j.out" in script
     assert "--trainer.num_nodes=2 --trainer.devices=8" in script and "--run.version=v3" in script
     assert "--trainer.max_steps=10" in script
-    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    assert subprocess.run(["bash", "-n"], input=script, text=True, timeout=60).returncode == 0
 
 
 def test_sbatch_for_a_config_that_does_not_exist_names_it():

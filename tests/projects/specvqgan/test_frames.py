@@ -1,6 +1,7 @@
 """The toy visual encoder stage (module_frames): a frame classifier whose trunk becomes the sampler's feature extractor."""
 
 import numpy as np
+import pytest
 import torch
 
 from shared.cli import AvgenCLI
@@ -9,6 +10,7 @@ from shared.encoders import ResNetFeature
 from tests.projects.specvqgan.test_training import toy_args
 
 
+@pytest.mark.slow
 def test_frame_classifier_writes_a_trunk_that_the_feature_extractor_loads(toy_root, tmp_path):
     cli = AvgenCLI(args=[*toy_args("toy_frames.yaml", toy_root, tmp_path), "--trainer.max_steps=30",
                          "--trainer.val_check_interval=30", "--data.init_args.batch_size=12"])  # fmt: skip

@@ -159,6 +159,7 @@ def toy_melception(toy_root, tmp_path_factory) -> tuple[Path, SpectrogramDataMod
     return Path(cli.trainer.checkpoint_callback.best_model_path), cli.datamodule
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_toy_melception_learns_and_its_metrics_rank_relevance(toy_melception):
     ckpt, dm = toy_melception

@@ -33,6 +33,7 @@ def classifier_ckpt(toy_root, tmp_path_factory) -> Path:
     return best
 
 
+@pytest.mark.slow
 def test_classifier_checkpoint_carries_the_training_statistics(classifier_ckpt, toy_root):
     net = load_vggishish(classifier_ckpt)
     assert net.classifier[-1].out_features == 6

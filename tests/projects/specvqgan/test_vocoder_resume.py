@@ -9,6 +9,7 @@ import torch
 from projects.specvqgan.module_vocoder import MelGANVocoder
 from shared.cli import AvgenCLI
 from tests.conftest import REPO
+from tests.shared.probes import probe, recorded_runs
 
 CONFIG = REPO / "projects" / "specvqgan" / "configs" / "toy_vocoder.yaml"
 
@@ -21,6 +22,7 @@ def fit_args(toy_root: Path, tmp_path: Path, version: str, steps: int) -> list[s
         f"--run.root={tmp_path / 'runs'}", f"--run.version={version}",
         f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        probe("StepRecorder", path=str(tmp_path / f"{version}_steps.txt")),
     ]  # fmt: skip
 
 
@@ -50,6 +52,10 @@ def test_an_interrupted_vocoder_run_resumes_exactly(toy_root, tmp_path, monkeypa
     finally:
         torch.set_num_threads(threads)
     assert resumed.trainer.global_step == straight.trainer.global_step == 5
+    [straight_steps] = recorded_runs(tmp_path / "straight_steps.txt")
+    interrupted_steps, resumed_steps = recorded_runs(tmp_path / "resumed_steps.txt")
+    assert straight_steps == interrupted_steps + resumed_steps
+    assert resumed_steps[0] == 4, "it did not resume after the interrupted run's step 3"
     (_, expected), (_, got) = weights(straight.run_dir), weights(run)
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[k], got[k]) for k in expected), "resumed weights differ"
