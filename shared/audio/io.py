@@ -41,7 +41,7 @@ def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int, float]:
     """
     import av
 
-    with open_media(path) as container:
+    with open_media(path, audio_only=True) as container:
         if not container.streams.audio:
             raise MediaError(path, "has no audio stream")
         audio = container.streams.audio[0]
