@@ -15,8 +15,10 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import pickle
 import queue
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -90,9 +92,9 @@ def prepare_features(
     """Compute the features of every record not yet in `cache`; return the records that have features.
 
     This process computes clips, and so do up to `workers` more processes (`compute` must then be
-    picklable: a module-level function or a small class instance). Each process takes the next clip when
-    it is ready and writes its feature itself, so this process never waits for a worker to start: on a
-    few clips, a pool whose processes are still importing torch costs nothing but their CPU.
+    picklable: a module-level function or a small class instance) once the clips left would keep this
+    process busy for more than `WORKER_START_S`. Each process takes the next clip when it is ready and
+    writes its feature itself, so this process never waits for a worker to start.
 
     Each process runs `compute.threads` torch threads where the feature names a number (per-clip work made
     of small operations, where a thread pool's wake-ups cost more than the threads give), else its share
@@ -139,9 +141,10 @@ def _take(next_clip, count: int) -> int | None:
     return index
 
 
-def _work(setup, next_clip, done) -> None:
+def _work(payload: str, next_clip, done) -> None:
     """A worker process: take clips until none are left, reporting (index, failure or None) for each."""
-    compute, cache, todo, threads = pickle.loads(setup.get())
+    with open(payload, "rb") as f:
+        compute, cache, todo, threads = pickle.load(f)
     torch.set_num_threads(threads)
     while (index := _take(next_clip, len(todo))) is not None:
         done.put((index, _prepare_one(compute, cache, todo[index])))
@@ -153,40 +156,42 @@ class _ClipPool:
     The workers start only once the clips left would keep this process busy for longer than a worker
     takes to start (`WORKER_START_S`: it imports torch), so a short job never pays for a pool. Spawned,
     not forked: a forked child of a process whose torch thread pool has run can deadlock. The feature and
-    the clip list reach the workers through a queue, not as arguments of the process: a spawned child
-    reads its arguments only once it has imported what they need, and `start()` would wait for that.
+    the clip list reach the workers in a file, not as arguments of the process: a spawned child reads its
+    arguments only once it has imported what they need, and `start()` would wait for that.
     """
 
     def __init__(self, compute, cache: FeatureCache, todo: list[ClipRecord], workers: int, threads: int):
         self.compute, self.cache, self.todo, self.threads = compute, cache, todo, threads
-        context = multiprocessing.get_context("spawn")
-        self.next_clip = context.Value("q", 0)
-        self.done = context.Queue()
-        self.setup = context.Queue()
-        self.setup.cancel_join_thread()  # exiting never waits to hand it to a worker that was stopped
-        self.workers = [
-            context.Process(target=_work, args=(self.setup, self.next_clip, self.done), daemon=True)
-            for _ in range(workers)
-        ]
-        self.started = False
+        self.context = multiprocessing.get_context("spawn")
+        self.next_clip = self.context.Value("q", 0)
+        self.done = self.context.Queue()
+        self.worker_count = workers
+        self.workers: list[multiprocessing.Process] = []
+        self.payload: Path | None = None
 
     def _start_workers(self) -> None:
-        payload = pickle.dumps((self.compute, self.cache, self.todo, self.threads))  # once, not per worker
+        fd, payload = tempfile.mkstemp(prefix="avgen-prepare-", suffix=".pickle")
+        self.payload = Path(payload)
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump((self.compute, self.cache, self.todo, self.threads), f)
+        args = (payload, self.next_clip, self.done)
+        self.workers = [
+            self.context.Process(target=_work, args=args, daemon=True) for _ in range(self.worker_count)
+        ]
         for worker in self.workers:
             worker.start()
-            self.setup.put(payload)
-        self.started = True
 
     def results(self) -> Iterator[tuple[ClipRecord, str | None]]:
         """(record, why it failed or None) for every clip, in the order they finish."""
         waiting = len(self.todo)
         while (index := _take(self.next_clip, len(self.todo))) is not None:
             began = time.perf_counter()
-            yield self.todo[index], _prepare_one(self.compute, self.cache, self.todo[index])
-            waiting -= 1
-            left = len(self.todo) - index - 1
-            if self.workers and not self.started and left * (time.perf_counter() - began) > WORKER_START_S:
+            reason = _prepare_one(self.compute, self.cache, self.todo[index])
+            left_seconds = (len(self.todo) - index - 1) * (time.perf_counter() - began)
+            if self.worker_count and not self.workers and left_seconds > WORKER_START_S:
                 self._start_workers()
+            yield self.todo[index], reason
+            waiting -= 1
             for index, reason in self._finished(block=False):
                 yield self.todo[index], reason
                 waiting -= 1
@@ -214,8 +219,9 @@ class _ClipPool:
     def __exit__(self, *exc) -> None:
         # every taken clip is written once its result is in, so a worker still running now is still
         # importing, or about to find no clip left
-        if self.started:
-            for worker in self.workers:
-                worker.terminate()
-            for worker in self.workers:
-                worker.join()
+        for worker in self.workers:
+            worker.terminate()
+        for worker in self.workers:
+            worker.join()
+        if self.payload is not None:
+            self.payload.unlink()
