@@ -230,16 +230,33 @@ def test_lazy_packages_keep_their_public_names():
 # --- the preparation pool ---------------------------------------------------------------------------------
 
 
-class ProcessRecorder:
-    """A feature that records which process computed it and with how many torch threads.
+class AfterAWorker:
+    """`feature`, except that in the process that prepares, every clip after the first waits (at most a
+    minute) until a worker has computed one: a test that asks for workers sees them compute."""
 
-    In the process that prepares, every clip after the first waits (at most a minute) until a worker has
-    written one, so that a test that asks for workers sees them compute."""
+    def __init__(self, feature, worker_marker: Path):
+        self.feature, self.worker_marker = feature, worker_marker
+        self.threads = getattr(feature, "threads", None)
+        self.main_pid, self.calls = os.getpid(), 0
+
+    def params(self) -> dict:
+        return self.feature.params()
+
+    def __call__(self, record: ClipRecord) -> np.ndarray:
+        if os.getpid() != self.main_pid:
+            self.worker_marker.touch()
+        elif self.calls:
+            deadline = time.monotonic() + 60
+            while not self.worker_marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.calls += 1
+        return self.feature(record)
+
+
+class ProcessRecorder:
+    """A feature that records which process computed it and with how many torch threads."""
 
     threads = 1
-
-    def __init__(self, worker_marker: Path | None = None):
-        self.main_pid, self.worker_marker, self.calls = os.getpid(), worker_marker, 0
 
     def params(self) -> dict:
         return {}
@@ -247,13 +264,6 @@ class ProcessRecorder:
     def __call__(self, record: ClipRecord) -> np.ndarray:
         if not record.path.is_file():
             raise FileNotFoundError(f"{record.path}: no such file")
-        if os.getpid() != self.main_pid and self.worker_marker:
-            self.worker_marker.touch()
-        elif self.worker_marker and self.calls:
-            deadline = time.monotonic() + 60
-            while not self.worker_marker.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-        self.calls += 1
         return np.array([os.getpid(), torch.get_num_threads()])
 
 
@@ -288,7 +298,8 @@ def test_workers_share_the_clips_report_failures_and_are_gone_after(tmp_path, mo
     records.insert(5, ClipRecord(tmp_path / "gone.wav", "x", 0, "train", "gone"))
     cache = FeatureCache(tmp_path / "cache", "pids", {})
     report = SkipReport("t")
-    kept = prepare_features(records, cache, ProcessRecorder(tmp_path / "worker_ran"), report, workers=2)
+    feature = AfterAWorker(ProcessRecorder(), tmp_path / "worker_ran")
+    kept = prepare_features(records, cache, feature, report, workers=2)
     assert [r.clip_id for r in kept] == [r.clip_id for r in records if r.clip_id != "gone"]
     assert [row[0] for row in report.rows] == ["gone"] and "no such file" in report.rows[0][2]
     computed = np.stack([cache.load(r.clip_id) for r in kept])
@@ -298,6 +309,25 @@ def test_workers_share_the_clips_report_failures_and_are_gone_after(tmp_path, mo
         ["params.json", *(f"{r.clip_id}.npy" for r in kept)]
     )
     assert not multiprocessing.active_children()
+
+
+@pytest.mark.slow
+def test_workers_compute_the_mels_this_process_computes(toy_root, tmp_path, monkeypatch):
+    import shared.data.cache
+    from shared.data.features import MelFeature
+    from shared.data.indexes import VGGSoundIndex
+
+    records = VGGSoundIndex(toy_root / "vggsound").records("train")[:10]
+    feature = MelFeature("specvqgan", duration=2.0, loop=True)
+    alone = FeatureCache(tmp_path / "alone", "mel", feature.params())
+    prepare_features(records, alone, feature, SkipReport("toy"))
+    monkeypatch.setattr(shared.data.cache, "WORKER_START_S", 0.0)
+    pooled = FeatureCache(tmp_path / "pooled", "mel", feature.params())
+    marker = tmp_path / "worker_ran"
+    assert len(prepare_features(records, pooled, AfterAWorker(feature, marker), SkipReport("toy"), 2)) == 10
+    assert marker.exists()  # a worker computed at least one of them
+    for record in records:
+        assert np.array_equal(pooled.load(record.clip_id), alone.load(record.clip_id)), record.clip_id
 
 
 # --- decoding for preparation -------------------------------------------------------------------------------
