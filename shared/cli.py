@@ -5,10 +5,6 @@
     avgen fit --config projects/specvqgan/configs/toy_codebook.yaml --trainer.max_steps=100
     avgen fit --config ... --print_config          # the resolved config, nothing runs
     avgen validate --config ...                     # evaluates the run's newest checkpoint
-    avgen pipeline --project specvqgan              # all stages of a project's toy pipeline, in order
-    avgen prepare --dataset vggsound --root ... --features mel   # feature caches, resumable, shardable
-    avgen slurm --project tiva --exp default --nodes 2 --gpus 8  # write and submit an sbatch job
-    avgen generate --project specvqgan --video clip.mp4 --out clip_with_sound.mp4 --run runs/...
 
 A LightningCLI in subclass mode (configs name every class by its full `class_path`), with three house
 rules added:
