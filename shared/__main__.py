@@ -1,5 +1,5 @@
 """`python -m shared ...` is `avgen ...` (Lightning re-executes this for DDP ranks)."""
 
-from shared.cli import main
+from shared.commands import main
 
 main()

@@ -1,12 +1,10 @@
-"""`avgen`: one command surface for every stage of every project.
+"""`avgen fit | validate | test | predict`: the LightningCLI behind every stage of every project.
+
+`shared.commands` is the `avgen` entry point: it lists every command and hands these four to `AvgenCLI`.
 
     avgen fit --config projects/specvqgan/configs/toy_codebook.yaml --trainer.max_steps=100
     avgen fit --config ... --print_config          # the resolved config, nothing runs
     avgen validate --config ...                     # evaluates the run's newest checkpoint
-    avgen pipeline --project specvqgan              # all stages of a project's toy pipeline, in order
-    avgen prepare --dataset vggsound --root ... --features mel   # feature caches, resumable, shardable
-    avgen slurm --project tiva --exp default --nodes 2 --gpus 8  # write and submit an sbatch job
-    avgen generate --project specvqgan --video clip.mp4 --out clip_with_sound.mp4 --run runs/...
 
 A LightningCLI in subclass mode (configs name every class by its full `class_path`), with three house
 rules added:
@@ -38,6 +36,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from shared.callbacks import ClipPredictionWriter, LastCheckpoint, PreemptionRequeue, RNGStateCheckpoint
+from shared.commands import main  # noqa: F401  (the entry point's former home, which older scripts call)
 
 AUTO = "auto"
 
@@ -89,6 +88,11 @@ class AvgenCLI(LightningCLI):
             args=args,
             run=run,
         )
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse `args` (the command line when None) without Lightning's warning about `args` given beside
+        `sys.argv`: `avgen` always passes the arguments it was given, less its own global options."""
+        self.config = parser.parse_args(args)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run.project", type=str | None, default=None, help="runs/<project>/...")
@@ -164,44 +168,3 @@ class AvgenCLI(LightningCLI):
 
     def before_predict(self) -> None:
         self._resolve_auto_checkpoint()
-
-
-def generate(argv: list[str]) -> None:
-    """`avgen generate --project X ...`: hands the other arguments to `projects.X.generate.main`."""
-    import argparse
-    import importlib
-
-    parser = argparse.ArgumentParser(prog="avgen generate", add_help=False)
-    parser.add_argument("--project", required=True)
-    known, rest = parser.parse_known_args(argv)
-    try:
-        module = importlib.import_module(f"projects.{known.project}.generate")
-    except ModuleNotFoundError as error:
-        raise SystemExit(
-            f"avgen generate: project {known.project!r} has no generate command ({error})"
-        ) from None
-    module.main(rest)
-
-
-def main(args: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if args is None else args)
-    if args and args[0] == "pipeline":
-        from shared.pipeline import main as pipeline_main
-
-        pipeline_main(args[1:])
-    elif args and args[0] == "prepare":
-        from shared.prepare import main as prepare_main
-
-        prepare_main(args[1:])
-    elif args and args[0] == "generate":
-        generate(args[1:])
-    elif args and args[0] == "slurm":
-        from shared.slurm import main as slurm_main
-
-        slurm_main(args[1:])
-    else:
-        AvgenCLI(args=args)
-
-
-if __name__ == "__main__":
-    main()

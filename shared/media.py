@@ -25,15 +25,19 @@ class MediaError(ValueError):
 
 
 @contextlib.contextmanager
-def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
-    """Open `path` for reading; raise FileNotFoundError or MediaError with the path in the message."""
+def open_media(path: str | Path, audio_only: bool = False) -> Iterator[av.container.InputContainer]:
+    """Open `path` for reading; raise FileNotFoundError or MediaError with the path in the message.
+
+    `audio_only`: the caller decodes no video, so opening skips the video frames that FFmpeg otherwise
+    decodes to probe the streams (most of the time it takes to open a high-resolution clip).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise MediaError(path, "file is empty (0 bytes)")
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options={"skip_frame": "all"} if audio_only else None)
     except av.error.FFmpegError as err:
         raise MediaError(path, f"cannot be opened as a media file (corrupt or unsupported): {err}") from err
     try:

@@ -16,10 +16,12 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.callbacks import ModelCheckpoint
+from shared.discovery import project_module, projects_with
+
+if TYPE_CHECKING:  # imported where a stage runs, so that a wrong project name is answered at once
+    from lightning.pytorch import LightningDataModule, LightningModule
 
 
 @dataclass
@@ -44,6 +46,9 @@ class Stage:
 def run_stage(
     project: str, stage: Stage, results: dict[str, StageResult], extra_args: list[str]
 ) -> StageResult:
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     from shared.cli import AvgenCLI
 
     config = Path(importlib.import_module(f"projects.{project}").__file__).parent / "configs" / stage.config
@@ -72,9 +77,9 @@ def run_stage(
 
 def main(argv: list[str]) -> dict[str, StageResult]:
     parser = argparse.ArgumentParser(prog="avgen pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--project", required=True)
+    parser.add_argument("--project", required=True, help=f"one of: {', '.join(projects_with('pipeline'))}")
     args, extra = parser.parse_known_args(argv)
-    pipeline = importlib.import_module(f"projects.{args.project}.pipeline")
+    pipeline = project_module(args.project, "pipeline")
     results: dict[str, StageResult] = {}
     for stage in pipeline.STAGES:
         print(f"\n=== {args.project}: stage {stage.name} ({stage.config}) ===", flush=True)

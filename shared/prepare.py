@@ -11,7 +11,9 @@ any point, a re-run computes only the clips still missing (and removes the half-
 files of its shard's clips that a kill -9 leaves). `--shard i/n` (or, inside a SLURM array job,
 `SLURM_ARRAY_TASK_ID` of `SLURM_ARRAY_TASK_COUNT`) takes every n-th clip starting at the i-th, so n array
 tasks share a dataset with no overlap. Clips that fail are skipped and listed with the reason in
-`<cache-dir>/<dataset>_skipped[_shard-i-of-n].tsv`; a summary line says how many.
+`<cache-dir>/<dataset>_skipped[_shard-i-of-n].tsv`; a summary line says how many. This process computes
+clips too; the `--workers` more start once the clips left would keep it busy for seconds (each worker
+first imports torch), so a short job never waits for a pool.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
-from shared.data import FeatureCache, MelFeature, SkipReport, WaveFeature, prepare_features
+from shared.data.cache import FeatureCache, prepare_features, torch_threads
+from shared.data.features import MelFeature, WaveFeature
 from shared.data.indexes import DatasetIndex, ImageHearIndex, VASIndex, VEGASIndex, VGGSoundIndex
-from shared.encoders import ResNetFeature
+from shared.data.records import SkipReport
 from shared.files import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ def _mel(args: argparse.Namespace):
 
 def _resnet(args: argparse.Namespace):
     """SpecVQGAN's per-frame ResNet-50 features at 21.5 fps, [floor(duration x 21.5), 2048] (215 for 10 s)."""
+    import torch
+
+    from shared.encoders.resnet import ResNetFeature  # torchvision: only for the feature that needs it
+
     weights = None if args.resnet_weights.lower() == "none" else args.resnet_weights
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     feature = ResNetFeature(
@@ -77,6 +82,11 @@ FEATURES: dict[str, Callable[[argparse.Namespace], object]] = {
     "resnet50": _resnet,
     "wave": _wave,
 }
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (a SLURM task's or taskset's share, not the whole machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -128,7 +138,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--root", required=True, help="the dataset's folder, in its official layout")
     parser.add_argument("--features", default="mel", help=f"comma-separated, from: {', '.join(FEATURES)}")
     parser.add_argument("--cache-dir", default="data/cache")
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, _usable_cpus() - 1),
+        help="processes that compute besides this one, started once the clips left would take seconds "
+        "(default: the usable CPUs less one)",
+    )
     parser.add_argument("--shard", default=None, help="i/n: every n-th clip from the i-th (0-based)")
     parser.add_argument(
         "--duration",
@@ -165,6 +181,7 @@ def main(argv: list[str]) -> None:
     index = DATASETS[args.dataset](args.root, **kwargs)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.time()
-    features = {name: FEATURES[name](args) for name in args.features.split(",")}
+    with torch_threads(1):  # building a feature (a mel filterbank) is small operations: see prepare_features
+        features = {name: FEATURES[name](args) for name in args.features.split(",")}
     prepare_dataset(index, features, args.cache_dir, args.workers, parse_shard(args.shard))
     print(f"avgen prepare: done in {time.time() - start:.1f} s", flush=True)

@@ -3,17 +3,18 @@
 soundfile reads wav/flac/ogg directly; everything else (mp4, mkv, webm, m4a, ...) goes through PyAV.
 Channels are averaged to mono (what the official SpecVQGAN preparation's audio matches best: on the real
 VAS demo clips, averaging lands at 0.004-0.012 mean absolute mel difference where FFmpeg's default
-downmix, which scales by sqrt(2), lands at 0.02-0.035). Resampling is `torchaudio.functional.resample`.
+downmix, which scales by sqrt(2), lands at 0.02-0.035). Resampling is torchaudio's (`transforms.Resample`).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio
 
 from shared.files import atomic_path
 from shared.media import MediaError, open_media
@@ -41,7 +42,7 @@ def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int, float]:
     """
     import av
 
-    with open_media(path) as container:
+    with open_media(path, audio_only=True) as container:
         if not container.streams.audio:
             raise MediaError(path, "has no audio stream")
         audio = container.streams.audio[0]
@@ -66,6 +67,13 @@ def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int, float]:
     if pts and time_base is not None:
         period = max(period, float((max(pts) - min(pts)) * time_base) + last_frame_samples / rate)
     return mono, rate, period
+
+
+@functools.cache
+def _resampler(orig_rate: int, new_rate: int) -> torchaudio.transforms.Resample:
+    """torchaudio's sinc resampler, its kernel built once per pair of rates (a dataset has a few), in float32
+    as `torchaudio.functional.resample` builds it for float32 audio (the same samples)."""
+    return torchaudio.transforms.Resample(orig_rate, new_rate, dtype=torch.float32)
 
 
 def decode_audio(path: str | Path) -> tuple[np.ndarray, int, float]:
@@ -94,7 +102,7 @@ def load_audio(path: str | Path, sr: int, duration: float | None = None, loop: b
     mono, rate, period = decode_audio(path)
     wave = torch.from_numpy(mono)
     if rate != sr:
-        wave = AF.resample(wave, rate, sr)
+        wave = _resampler(rate, sr)(wave)
     if duration is None:
         return wave.contiguous()
     target = round(duration * sr)

@@ -1,21 +1,14 @@
 """Datasets: clip records and indexes of VGGSound, VAS, ImageHear and VEGAS, feature caches, the toy set."""
 
-from shared.data.cache import FeatureCache, prepare_features
-from shared.data.features import MelFeature, WaveFeature
-from shared.data.indexes import DatasetIndex, ImageHearIndex, VASIndex, VEGASIndex, VGGSoundIndex
-from shared.data.records import SPLITS, ClipRecord, SkipReport
+from shared.lazy import lazy_package
 
-__all__ = [
-    "SPLITS",
-    "ClipRecord",
-    "DatasetIndex",
-    "FeatureCache",
-    "ImageHearIndex",
-    "MelFeature",
-    "SkipReport",
-    "VASIndex",
-    "VEGASIndex",
-    "VGGSoundIndex",
-    "WaveFeature",
-    "prepare_features",
-]
+# imported on first use (`shared.lazy`): no command pays for a submodule it does not use
+lazy_package(
+    __name__,
+    {
+    "shared.data.cache": ["FeatureCache", "prepare_features"],
+    "shared.data.features": ["MelFeature", "WaveFeature"],
+    "shared.data.indexes": ["DatasetIndex", "ImageHearIndex", "VASIndex", "VEGASIndex", "VGGSoundIndex"],
+    "shared.data.records": ["SPLITS", "ClipRecord", "SkipReport"],
+    },
+)

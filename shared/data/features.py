@@ -16,6 +16,8 @@ class MelFeature:
     `duration` seconds first, so every clip of a dataset gives the same number of frames.
     """
 
+    threads = 1  # torch threads while preparing: a clip's work is small operations (`prepare_features`)
+
     def __init__(self, preset: str = "specvqgan", duration: float = 10.0, loop: bool = True):
         self.preset, self.duration, self.loop = preset, duration, loop
         self.front_end = MelFrontEnd.from_preset(preset)
@@ -32,6 +34,8 @@ class MelFeature:
 class WaveFeature:
     """A clip's audio as a mono float32 waveform [round(duration * sample_rate)], cut, looped or padded as
     `MelFeature` does (the waveforms a vocoder trains on: SpecVQGAN's `<clip>_audio.npy`, card sec. 1)."""
+
+    threads = 1  # torch threads while preparing: a clip's work is small operations (`prepare_features`)
 
     def __init__(self, sample_rate: int = 22050, duration: float = 10.0, loop: bool = True):
         self.sample_rate, self.duration, self.loop = sample_rate, duration, loop

@@ -10,54 +10,39 @@
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
-from shared.encoders.clip import CLIPFeature, CLIPFrameFeatures, split_clip_feature
-from shared.encoders.frames import (
-    CROP_LEN,
-    FEAT_LEN,
-    center_crop_frames,
-    frame_lengths,
-    loop_frames,
-    no_feats,
-    pad_or_trim,
-    resample_frames,
-    resample_indices,
-    select_frames,
-)
-from shared.encoders.melception import Melception, melception_inputs
-from shared.encoders.melception_loading import load_melception
-from shared.encoders.official import (
-    OfficialFeatureFiles,
-    SafeUnpickler,
-    UnsafePickleError,
-    load_official_bninception,
-    load_official_features,
-)
-from shared.encoders.resnet import ResNetFeature, ResNetFrameFeatures, build_resnet, weights_identity
+from shared.lazy import lazy_package
 
-__all__ = [
-    "CROP_LEN",
-    "FEAT_LEN",
-    "CLIPFeature",
-    "CLIPFrameFeatures",
-    "Melception",
-    "OfficialFeatureFiles",
-    "ResNetFeature",
-    "ResNetFrameFeatures",
-    "SafeUnpickler",
-    "UnsafePickleError",
-    "build_resnet",
-    "center_crop_frames",
-    "frame_lengths",
-    "load_melception",
-    "load_official_bninception",
-    "load_official_features",
-    "loop_frames",
-    "melception_inputs",
-    "no_feats",
-    "pad_or_trim",
-    "resample_frames",
-    "resample_indices",
-    "select_frames",
-    "split_clip_feature",
-    "weights_identity",
-]
+# imported on first use (`shared.lazy`): no command pays for a submodule it does not use
+lazy_package(
+    __name__,
+    {
+        "shared.encoders.clip": ["CLIPFeature", "CLIPFrameFeatures", "split_clip_feature"],
+        "shared.encoders.frames": [
+            "CROP_LEN",
+            "FEAT_LEN",
+            "center_crop_frames",
+            "frame_lengths",
+            "loop_frames",
+            "no_feats",
+            "pad_or_trim",
+            "resample_frames",
+            "resample_indices",
+            "select_frames",
+        ],
+        "shared.encoders.melception": ["Melception", "melception_inputs"],
+        "shared.encoders.melception_loading": ["load_melception"],
+        "shared.encoders.official": [
+            "OfficialFeatureFiles",
+            "SafeUnpickler",
+            "UnsafePickleError",
+            "load_official_bninception",
+            "load_official_features",
+        ],
+        "shared.encoders.resnet": [
+            "ResNetFeature",
+            "ResNetFrameFeatures",
+            "build_resnet",
+            "weights_identity",
+        ],
+    },
+)

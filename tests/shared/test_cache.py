@@ -62,7 +62,8 @@ def test_an_interrupted_preparation_keeps_finished_clips_and_resumes(tmp_path):
     assert second.calls == ["cls/clip4", "cls/clip5"]  # only the rest
 
 
-def test_mel_feature_of_real_toy_clips_with_workers(toy_root, tmp_path):
+def test_mel_feature_of_real_toy_clips_with_workers_asked_for(toy_root, tmp_path):
+    # four short clips: the pool never starts (tests/shared/test_cli_manners.py runs real workers)
     index = VGGSoundIndex(toy_root / "vggsound")
     records = index.records("valid")[:4]
     feature = MelFeature("specvqgan", duration=2.0, loop=True)
