@@ -4,9 +4,10 @@ import pytest
 import torch
 import yaml
 
-from projects.specvqgan.convert import load_official
+from projects.specvqgan.convert import OFFICIAL_FEATURES, load_official, official_visual_features
 from projects.specvqgan.models import SpectrogramVQGAN
 from projects.specvqgan.models.sampler import CodeSampling, VisualCodeSampler, column_major_order
+from shared.runs import UserError
 
 from .mingpt_reference import OfficialGPTFeats, column_major_permutation, official_transformer_logits
 from .test_convert import KEYS, SMALL, write_official_checkpoint
@@ -61,12 +62,26 @@ def test_paper_sampler_has_the_official_parameter_count(vocab, n_feats, expected
     assert counted == expected
 
 
-def write_official_transformer(tmp_path: Path, with_class: bool = False):
-    """An official-layout Net2NetTransformer checkpoint (small widths) and its YAML."""
+# the data sections of official `configs/*-project.yaml` files (feature folders as the official configs name them)
+RESNET_DATA = {
+    "rgb_feats_dir_path": "./data/vggsound/feature_resnet50_dim2048_21.5fps",
+    "flow_feats_dir_path": None,
+}
+BNINCEPTION_DATA = {
+    "rgb_feats_dir_path": "./data/vggsound/feature_rgb_bninception_dim1024_21.5fps",
+    "flow_feats_dir_path": "./data/vggsound/feature_flow_bninception_dim1024_21.5fps",
+}
+NO_FEATS_DATA = {**BNINCEPTION_DATA, "replace_feats_with_random": True}
+
+
+def write_official_transformer(
+    tmp_path: Path, with_class: bool = False, n_feats: int = 5, data: dict | None = None
+):
+    """An official-layout Net2NetTransformer checkpoint (small widths) and its YAML (with `data.params`)."""
     _, ckpt, codebook_config = write_official_checkpoint(tmp_path, SMALL, with_loss=False)
     codebook_state = torch.load(ckpt, weights_only=False)["state_dict"]
     torch.manual_seed(1)
-    n_feats, feat_dim = 5, 16
+    feat_dim = 16
     block_size = 265 + n_feats + with_class
     gpt = OfficialGPTFeats(
         SMALL["n_embed"], block_size, **TINY_GPT, feat_dim=feat_dim, n_classes=8 if with_class else None
@@ -100,8 +115,9 @@ def write_official_transformer(tmp_path: Path, with_class: bool = False):
         "first_stage_config": {"target": "specvqgan.models.vqgan.VQModel", "params": codebook_params},
     }  # fmt: skip
     config = tmp_path / "transformer.yaml"
-    config.write_text(yaml.safe_dump({"model": {"target": "specvqgan.models.cond_transformer.Net2NetTransformer",
-                                                "params": params}}))  # fmt: skip
+    model = {"target": "specvqgan.models.cond_transformer.Net2NetTransformer", "params": params}
+    data_params = {"feat_depth": feat_dim, "feat_len": 215, "feat_crop_len": 212, **(data or RESNET_DATA)}
+    config.write_text(yaml.safe_dump({"model": model, "data": {"params": data_params}}))
     return gpt.eval(), ckpt, config
 
 
@@ -123,6 +139,75 @@ def test_load_official_transformer_gives_the_official_logits(tmp_path, with_clas
         logits = sampler(codes, feats, labels)
     assert logits.shape == (3, 265, SMALL["n_embed"])
     assert torch.allclose(logits, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [(RESNET_DATA, "resnet50"), (BNINCEPTION_DATA, "bninception"), (NO_FEATS_DATA, "none"),
+     ({"rgb_feats_dir_path": "./data/vggsound/feature_resnet50_dim2048_21.5fps", **{"flow_feats_dir_path":
+       BNINCEPTION_DATA["flow_feats_dir_path"]}}, "cannot tell"), (None, "no data.params")],
+)  # fmt: skip
+def test_the_official_feature_type_is_read_from_the_yaml(tmp_path, data, expected):
+    config = tmp_path / "2021-07-30T21-03-22-project.yaml"
+    config.write_text(yaml.safe_dump({"model": {}} | ({"data": {"params": data}} if data else {})))
+    if expected in OFFICIAL_FEATURES:
+        assert official_visual_features(config) == expected
+    else:
+        with pytest.raises(UserError, match=rf"{config.name}: {expected}"):
+            official_visual_features(config)
+
+
+def test_generate_refuses_an_official_bninception_transformer_naming_its_config(tmp_path):
+    from projects.specvqgan.generate import main
+
+    _, ckpt, config = write_official_transformer(tmp_path, data=BNINCEPTION_DATA)
+    args = ["--video", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "out.mp4"),
+            "--official-ckpt", str(ckpt), "--official-config", str(config)]  # fmt: skip
+    with pytest.raises(UserError, match=rf"{config}: .*BN-Inception RGB \+ optical-flow.*flow networks"):
+        main(args)
+
+
+def test_generate_reads_a_run_through_the_shared_run_lookup(tmp_path):
+    from projects.specvqgan.generate import load_run
+
+    (tmp_path / "runs" / "specvqgan" / "toy_sampler" / "default" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"no checkpoint in .*default.*make train PROJECT=specvqgan"):
+        load_run(tmp_path / "runs" / "specvqgan" / "toy_sampler" / "default")
+
+
+def test_generate_from_an_official_no_feats_transformer_is_reproduced_by_the_seed(
+    toy_root, tmp_path, monkeypatch
+):
+    """One random vector per sample, from the sample's stream: --seed reproduces the codes and the sound,
+    whatever the global generator; the chunk size does not change the codes; another seed does."""
+    import soundfile
+
+    from projects.specvqgan.generate import main
+
+    _, ckpt, config = write_official_transformer(tmp_path, n_feats=1, data=NO_FEATS_DATA)
+    video = sorted((toy_root / "vggsound" / "video").glob("*.mp4"))[0]
+    decoded, decode = [], VisualCodeSampler.decode
+    monkeypatch.setattr(VisualCodeSampler, "decode", lambda self, c: decoded.append(c) or decode(self, c))
+
+    def generate(name: str, *extra: str) -> tuple[torch.Tensor, list]:
+        decoded.clear()
+        args = ["--video", str(video), "--out", str(tmp_path / name / "clip.mp4"), "--official-ckpt", str(ckpt),
+                "--official-config", str(config), "--seconds", "1", "--samples", "3", *extra]  # fmt: skip
+        torch.manual_seed(len(name))  # a different global generator state for every run
+        sounds = [soundfile.read(p)[0] for p in main(args) if p.suffix == ".wav"]
+        return torch.cat(decoded), sounds
+
+    codes, sounds = generate("a")
+    assert (
+        codes.shape == (3, 25) and len(sounds) == 3 and sounds[0].shape == (5 * 16 * 256,)
+    )  # 1 s: 5 columns
+    assert len({tuple(c.tolist()) for c in codes}) == 3  # each sample its own vector and codes
+    again, sounds_again = generate("bb")
+    assert torch.equal(again, codes) and all(
+        (x == y).all() for x, y in zip(sounds, sounds_again, strict=True)
+    )
+    assert torch.equal(generate("ccc", "--chunk-size", "2")[0], codes)
+    assert not torch.equal(generate("dddd", "--seed", "1")[0], codes)
 
 
 def test_load_official_transformer_refuses_a_different_token_order(tmp_path):
