@@ -78,10 +78,10 @@ def official_data(sampler: VisualCodeSampler, config: str, resnet_weights: str) 
     if features == "bninception":
         raise UserError(
             f"{config}: this transformer was trained on BN-Inception RGB + optical-flow features "
-            "(data.params.rgb_feats_dir_path / flow_feats_dir_path); generating from a video would need the "
-            "TSN BN-Inception RGB and flow networks and TV-L1 optical flow, which avgen does not have. Use an "
-            "official ResNet-50 or No Feats transformer (the official README lists them), or `avgen test` with "
-            "the precomputed feature pickles (shared.encoders.OfficialFeatureFiles)"
+            "(data.params.rgb_feats_dir_path / flow_feats_dir_path); generating from a video would need "
+            "the TSN BN-Inception RGB and flow networks and TV-L1 optical flow, which avgen does not have. "
+            "Use an official ResNet-50 or No Feats transformer (the official README lists them), or "
+            "`avgen test` with the precomputed feature pickles (shared.encoders.OfficialFeatureFiles)"
         )
     data = {"n_feats": sampler.n_feats, "feat_len": 215, "feat_crop": 212, "duration": 10.0, "config": config}
     if features == "resnet50":
@@ -99,8 +99,8 @@ def feature_extractor(data: dict) -> ResNetFrameFeatures | None:
         return None
     if not visual["class_path"].endswith("ResNetFeature"):
         raise UserError(
-            f"{data['config']}: the sampler was trained on {visual['class_path']} features, which are read from "
-            "precomputed files; generating from a video computes the features itself and supports "
+            f"{data['config']}: the sampler was trained on {visual['class_path']} features, which are read "
+            "from precomputed files; generating from a video computes the features itself and supports "
             "shared.encoders.ResNetFeature only"
         )
     return ResNetFeature(**visual.get("init_args", {})).model
@@ -165,8 +165,9 @@ def generate(args: argparse.Namespace) -> list[Path]:
     keys = [str(i) for i in range(args.samples)]
     written = []
     for items, codes in sampler.sample_items(
-        feats, None, keys, sampling, n_columns=n_columns, prime=prime, condition_at=condition_at
-    ):
+        feats, None, keys, sampling, rows=[0] * len(keys), n_columns=n_columns, prime=prime,
+        condition_at=condition_at,
+    ):  # fmt: skip
         mels = sampler.decode(codes).clamp(0, 1)[:, 0]
         with torch.no_grad():
             waves = vocoder(mels)

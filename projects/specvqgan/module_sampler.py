@@ -1,5 +1,6 @@
 """Training and evaluating the visually guided sampler (SpecVQGAN, arXiv:2110.08791, sec. 3.2, 4.1, 6.1.4,
-6.1.7; official `v-iashin/SpecVQGAN`, `specvqgan/models/cond_transformer.py`, `evaluation/generate_samples.py`).
+6.1.7; official `v-iashin/SpecVQGAN`, `specvqgan/models/cond_transformer.py`,
+`evaluation/generate_samples.py`).
 
 Training: the frozen codebook turns each clip's mel into F'T' codes (column-major); the GPT learns them
 with cross-entropy, conditioned on the clip's visual features, its class, both (Table 4 "+ cls"), or on one
@@ -158,10 +159,10 @@ class SpecVQGANTransformer(LightningModule):
         Item i of clip c is drawn from the stream of key "c/i", so it does not depend on the batch."""
         ids, n = list(batch["clip_id"]), self.sampling.samples_per_clip
         feats, labels = self.observed_condition(batch)  # feats None for "No Feats": drawn per item
-        repeat = lambda x: None if x is None else x.repeat_interleave(n, 0)  # noqa: E731
         item_ids = [clip for clip in ids for _ in range(n)]
         keys = [f"{clip}/{i}" for clip in ids for i in range(n)]
-        for items, codes in self.sampler.sample_items(repeat(feats), repeat(labels), keys, self.sampling):
+        rows = [row for row in range(len(ids)) for _ in range(n)]
+        for items, codes in self.sampler.sample_items(feats, labels, keys, self.sampling, rows=rows):
             yield item_ids[items], self.sampler.decode(codes)
 
     def _evaluate(self, batch: dict, stage: str) -> None:

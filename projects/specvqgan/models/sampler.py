@@ -235,6 +235,7 @@ class VisualCodeSampler(nn.Module):
         keys: Sequence[str],
         sampling: CodeSampling,
         *,
+        rows: Sequence[int] | None = None,
         n_columns: int | None = None,
         prime: torch.Tensor | None = None,
         condition_at: Callable[[int], Condition] | None = None,
@@ -242,31 +243,32 @@ class VisualCodeSampler(nn.Module):
     ) -> Iterator[tuple[slice, torch.Tensor]]:
         """One sample per key, `sampling.chunk_size` per call of `sample`: yields (items, codes [n, F'W]).
 
-        feats [len(keys) or 1, N, D], labels [len(keys) or 1], prime [len(keys) or 1, m] and what
-        condition_at returns are per item, or one row shared by all items. feats=None on a sampler with a
-        feature embedder is "No Feats": each item gets its random vector from its own stream (`no_feats`).
-        Each key seeds its item's stream with `sampling.seed` (`item_generators`), so the codes of an item
-        are the same whatever the chunk size and whichever items it is sampled with.
+        feats [R, N, D], labels [R], prime [R, m] and what condition_at returns are condition rows; item i uses
+        row `rows[i]` (default: row i), so the samples of a clip share its row without copies of it.
+        feats=None on a sampler with a feature embedder is "No Feats": each item gets its random vector from
+        its own stream (`no_feats`). Each key seeds its item's stream with `sampling.seed`
+        (`item_generators`), so the codes of an item are the same whatever the chunk size and whichever
+        items it is sampled with.
         """
+        index = torch.as_tensor(list(rows) if rows is not None else range(len(keys)), dtype=torch.long)
+        if len(index) != len(keys):
+            raise ValueError(f"{len(index)} condition rows for {len(keys)} keys; give one per key")
         size = sampling.chunk_size or len(keys)
         for start in range(0, len(keys), size):
             items = slice(start, min(len(keys), start + size))
-            count = items.stop - items.start
 
-            def rows(x: torch.Tensor | None, items=items, count=count) -> torch.Tensor | None:
-                if x is None:
-                    return None
-                return x.expand(count, *x.shape[1:]) if x.shape[0] == 1 else x[items]
+            def pick(x: torch.Tensor | None, items=items) -> torch.Tensor | None:
+                return None if x is None else x[index[items].to(x.device)]
 
             generators = item_generators(sampling.seed, keys[items])
-            chunk_feats = rows(feats)
+            chunk_feats = pick(feats)
             if chunk_feats is None and self.embedder is not None:
                 chunk_feats = self.no_feats(generators)
             window = None
             if condition_at is not None:
-                window = lambda c, rows=rows: tuple(map(rows, condition_at(c)))  # noqa: E731
+                window = lambda c, pick=pick: tuple(map(pick, condition_at(c)))  # noqa: E731
             codes = self.sample(
-                chunk_feats, rows(labels), n_columns=n_columns, prime=rows(prime), condition_at=window,
+                chunk_feats, pick(labels), n_columns=n_columns, prime=pick(prime), condition_at=window,
                 top_k=sampling.top_k, top_p=sampling.top_p, temperature=sampling.temperature,
                 generator=generators, use_cache=use_cache,
             )  # fmt: skip

@@ -62,7 +62,7 @@ def test_paper_sampler_has_the_official_parameter_count(vocab, n_feats, expected
     assert counted == expected
 
 
-# the data sections of official `configs/*-project.yaml` files (feature folders as the official configs name them)
+# data sections of official `configs/*-project.yaml` files (feature folders named as the official configs do)
 RESNET_DATA = {
     "rgb_feats_dir_path": "./data/vggsound/feature_resnet50_dim2048_21.5fps",
     "flow_feats_dir_path": None,
@@ -191,8 +191,9 @@ def test_generate_from_an_official_no_feats_transformer_is_reproduced_by_the_see
 
     def generate(name: str, *extra: str) -> tuple[torch.Tensor, list]:
         decoded.clear()
-        args = ["--video", str(video), "--out", str(tmp_path / name / "clip.mp4"), "--official-ckpt", str(ckpt),
-                "--official-config", str(config), "--seconds", "1", "--samples", "3", *extra]  # fmt: skip
+        args = ["--video", str(video), "--out", str(tmp_path / name / "clip.mp4"),
+                "--official-ckpt", str(ckpt), "--official-config", str(config),
+                "--seconds", "1", "--samples", "3", *extra]  # fmt: skip
         torch.manual_seed(len(name))  # a different global generator state for every run
         sounds = [soundfile.read(p)[0] for p in main(args) if p.suffix == ".wav"]
         return torch.cat(decoded), sounds
@@ -260,14 +261,20 @@ def test_chunked_sampling_draws_each_item_s_codes_of_one_call_with_a_bounded_cac
     assert torch.equal(alone, codes[5:6])
     ((_, reseeded),) = sampler.sample_items(feats, None, keys, CodeSampling(top_k=8, seed=4))
     assert not torch.equal(reseeded, codes)
-    # longer than the window, one condition row shared by every item, still chunk-independent
+    # longer than the window, every item on one shared condition row, still chunk-independent
     shared_row = lambda c: (feats[:1], None)  # noqa: E731
     long = [
-        torch.cat([c for _, c in sampler.sample_items(feats[:1], None, keys, CodeSampling(seed=1, chunk_size=size),
-                                                     n_columns=12, condition_at=shared_row)])
+        torch.cat([
+            codes for _, codes in sampler.sample_items(
+                feats[:1], None, keys, CodeSampling(seed=1, chunk_size=size), rows=[0] * 7, n_columns=12,
+                condition_at=shared_row,
+            )
+        ])
         for size in (None, 2)
     ]  # fmt: skip
     assert long[0].shape == (7, 60) and torch.equal(long[0], long[1])
+    with pytest.raises(ValueError, match="1 condition rows for 7 keys"):
+        next(sampler.sample_items(feats, None, keys, CodeSampling(), rows=[0]))
 
 
 def test_no_feats_draws_one_vector_per_item_from_the_item_s_stream(monkeypatch):
@@ -292,8 +299,8 @@ def test_no_feats_draws_one_vector_per_item_from_the_item_s_stream(monkeypatch):
 def test_evaluation_scores_samples_per_clip_in_bounded_chunks_with_the_official_melception(
     monkeypatch, tmp_path
 ):
-    """`avgen test`'s path: the official Melception file (numpy metrics inside) with its statistics file from the
-    config, `samples_per_clip` samples of every clip in chunks of `chunk_size`, all of them scored."""
+    """`avgen test`'s path: the official Melception file (numpy metrics inside) with its statistics file from
+    the config, `samples_per_clip` samples of every clip in chunks of `chunk_size`, all of them scored."""
     from lightning.pytorch import Trainer
     from torch.utils.data import DataLoader
 
@@ -313,7 +320,8 @@ def test_evaluation_scores_samples_per_clip_in_bounded_chunks_with_the_official_
     sampling = CodeSampling(top_k=8, samples_per_clip=2, chunk_size=3, seed=0)
     module = SpecVQGANTransformer(
         codebook_ckpt=str(write_codebook_checkpoint(tmp_path / "codebook.ckpt")), feat_dim=12, n_feats=4,
-        grid=(5, 10), **TINY_GPT, melception_ckpt=str(melception), melception_stats=str(stats), sampling=sampling,
+        grid=(5, 10), **TINY_GPT, melception_ckpt=str(melception), melception_stats=str(stats),
+        sampling=sampling,
     )  # fmt: skip
     clips = [
         {"mel": torch.rand(1, 80, 160), "frame_feats": torch.randn(4, 12), "label": i, "clip_id": f"c{i}"}
@@ -321,9 +329,12 @@ def test_evaluation_scores_samples_per_clip_in_bounded_chunks_with_the_official_
     ]
     sizes = record_cache_sizes(monkeypatch, module.sampler)
     fake_ids, update = [], MelceptionMetrics.update
-    monkeypatch.setattr(
-        MelceptionMetrics, "update", lambda self, *a, **k: fake_ids.extend(k.get("fake_ids") or []) or update(self, *a, **k)
-    )  # fmt: skip
+
+    def recording_update(self, *args, **kwargs):
+        fake_ids.extend(kwargs.get("fake_ids") or [])
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(MelceptionMetrics, "update", recording_update)
     trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False)  # fmt: skip
     (results,) = trainer.test(module, DataLoader(clips, batch_size=4))
