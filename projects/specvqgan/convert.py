@@ -1,4 +1,5 @@
-"""Loading official SpecVQGAN checkpoints (and our own classifier checkpoints) into our modules.
+"""Loading official SpecVQGAN checkpoints (`v-iashin/SpecVQGAN`, arXiv:2110.08791) and our own classifier
+checkpoints into our modules.
 
     model = load_official("2021-05-19T22-16-54_vggsound_codebook/checkpoints/epoch_39.ckpt",
                           "2021-05-19T22-16-54_vggsound_codebook/configs/..-project.yaml")
@@ -267,8 +268,8 @@ def official_visual_features(config_path: str | Path) -> str:
     params = OmegaConf.select(OmegaConf.load(config_path), "data.params")
     if params is None:
         raise UserError(
-            f"{config_path}: no data.params section, so the visual features the transformer was trained on are "
-            "unknown; give the run's configs/*-project.yaml, which has it"
+            f"{config_path}: no data.params section, so the visual features the transformer was trained on "
+            "are unknown; give the run's configs/*-project.yaml, which has it"
         )
     if params.get("replace_feats_with_random"):
         return "none"

@@ -54,7 +54,7 @@ def test_paper_vggishish_config_builds_at_the_paper_size(tmp_path):
 def test_paper_vocoder_config_builds_at_the_paper_size(tmp_path):
     config = REPO / "projects" / "specvqgan" / "configs" / "vggsound_vocoder.yaml"
     cli = AvgenCLI(args=["--config", str(config), f"--run.root={tmp_path}"], run=False)
-    assert n_params(cli.model.generator) == 4_266_050  # reference card sec. 7
+    assert n_params(cli.model.generator) == 4_266_050  # the released best_netG.pt
     assert n_params(cli.model.discriminator) == 16_924_086
     assert cli.datamodule.batch_size == 64 and cli.datamodule.segment_length == 8192
 

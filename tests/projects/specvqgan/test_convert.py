@@ -18,9 +18,10 @@ from . import patchgan_reference, vggishish_reference
 from .official_files import save_official_classifier
 from .taming_reference import OfficialVQModel
 
-KEYS = Path(__file__).resolve().parents[4] / "shared" / "reference" / "keys"
-# the 22 `loss.discriminator.*` lines of the official codebook checkpoint's key list (VGGSound codebook)
-PATCHGAN_KEYS = Path(__file__).parent / "data" / "patchgan_official_keys.txt"
+# The key lists of the released checkpoints, one `<key><TAB><shape>` a line: the VGGSound codebook
+# (`2021-05-19T22-16-54_vggsound_codebook`, all 398 keys of ckpt['state_dict']) and block 0 of a VGGSound
+# transformer (212 features; blocks 1-23 repeat its keys).
+KEYS = Path(__file__).parent / "data"
 # a narrow copy of the official architecture: same structure and key names, 32 channels instead of 128
 SMALL = {
     "ch": 32,
@@ -111,7 +112,7 @@ def test_load_official_codebook_gives_the_official_outputs(tmp_path):
 
 
 def test_patchgan_reference_and_ours_have_the_official_keys():
-    listed = dict(line.split("\t") for line in PATCHGAN_KEYS.read_text().splitlines())
+    listed = {k: shape for k, shape in official_key_list() if k.startswith("loss.discriminator.")}
     assert len(listed) == 22
     for net in (patchgan_reference.NLayerDiscriminator(input_nc=1, ndf=64, n_layers=3), PatchDiscriminator()):
         keys = {f"loss.discriminator.{k}": str(tuple(v.shape)) for k, v in net.state_dict().items()}

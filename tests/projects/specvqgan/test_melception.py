@@ -1,5 +1,5 @@
 """Melception (arXiv:2110.08791, sec. 3.4, 6.1.6; official `evaluation/feature_extractors/melception.py`):
-paper size, official checkpoints, toy training through the CLI, and the FID / MKL / IS evaluation built on it."""
+paper size, official checkpoints, toy training through the CLI, and the FID / MKL / IS evaluation on it."""
 
 import argparse
 import pickle
@@ -26,7 +26,7 @@ CONFIGS = REPO / "projects" / "specvqgan" / "configs"
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One intra-op thread: on a busy two-core machine, two OpenMP threads spent most of their time waiting
-    for each other (the toy fit below took 524 s with two threads, 40 s with one)."""
+    for each other (the README's "Test suite" section has the figures)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -152,7 +152,7 @@ def test_converter_strips_dataparallel_prefixes_and_refuses_what_does_not_fit(tm
 
 @pytest.fixture(scope="module")
 def toy_melception(toy_root, tmp_path_factory) -> tuple[Path, SpectrogramDataModule]:
-    """The toy Melception stage through the real CLI, 10 epochs (40-60 s on two cores): best checkpoint, data."""
+    """The toy Melception stage through the real CLI, 10 epochs: best checkpoint, data."""
     tmp = tmp_path_factory.mktemp("melception")
     cli = AvgenCLI(args=[*toy_args("toy_melception.yaml", toy_root, tmp), "--trainer.max_epochs=10"])
     assert cli.trainer.current_epoch == 10

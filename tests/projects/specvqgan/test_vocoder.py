@@ -35,7 +35,7 @@ def n_params(module) -> int:
 @pytest.fixture(autouse=True)
 def one_thread():
     """These networks are small enough that per-op overhead dominates: on a 2-core machine shared with
-    other jobs, a second intra-op thread made a toy training step 15 times slower (7.7 s vs 0.53 s)."""
+    other jobs, a second intra-op thread made a toy training step many times slower (README, "Test suite")."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -184,8 +184,8 @@ def toy_args(command: str, toy_root: Path, tmp_path: Path, version: str) -> list
 
 @pytest.mark.slow
 def test_toy_vocoder_learns_and_its_checkpoint_loads(toy_root, tmp_path):
-    """100 steps of the toy config through the CLI: the validation mel L1 of the test's toy set falls well below
-    that of the untrained generator (measured 0.124 -> 0.078; at 50 steps 0.087, too close to the bound)."""
+    """100 steps of the toy config through the CLI: the validation mel L1 of the test's toy set falls well
+    below that of the untrained generator (why 100 steps and 0.7: the README's "Test suite" section)."""
     initial = AvgenCLI(args=toy_args("validate", toy_root, tmp_path, "run"))  # no checkpoint yet: step 0
     before = float(initial.trainer.callback_metrics["val/mel_l1"])
     steps = 100

@@ -1,7 +1,8 @@
 """An independent model of the official VGGish-ish (`v-iashin/SpecVQGAN`,
 `specvqgan/modules/losses/vggishish/model.py`, `VGGishish`), written from that file's structure: a
-`conv_layers` list with 'MP' for max pooling, `features` / `avgpool` / `flatten` / `classifier` in the official
-order and index layout, input [B, F, T] already standardised (the official dataset transform does that).
+`conv_layers` list with 'MP' for max pooling, `features` / `avgpool` / `flatten` / `classifier` in the
+official order and index layout, input [B, F, T] already standardised (the official dataset transform does
+that).
 The official class fixes the first FC's input at 512 x 5 x 10 and its width at 4096; here they follow the last
 conv width and `fc_dim`, so the test can run it narrow. It is not used by the library.
 """
