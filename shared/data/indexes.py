@@ -115,9 +115,10 @@ class VGGSoundIndex(DatasetIndex):
             return None
         if len(present) < len(paths):
             missing = [paths[s].name for s in paths if s not in present]
+            has = ", ".join(paths[s].name for s in present)
             raise UserError(
-                f"{self.split_dir}: has {', '.join(paths[s].name for s in present)} but not {', '.join(missing)}; "
-                "give all three SpecVQGAN split lists, or none and the official rule regenerates them"
+                f"{self.split_dir}: has {has} but not {', '.join(missing)}; give all three SpecVQGAN split "
+                "lists, or none and the official rule regenerates them"
             )
         split_of = {}
         for split, path in paths.items():

@@ -75,7 +75,7 @@ def test_vggsound_index_reads_the_official_csv_and_split_lists(tmp_path):
 
 def official_valid_videos(rows: list[tuple[str, int, str, str]]) -> set[str]:
     """SpecVQGAN's `make_split_files` (`specvqgan/modules/losses/vggishish/dataset.py`) as written there, with
-    the one change that makes it reproducible: its set of train videos is sorted before each class's shuffle."""
+    the one change that makes it reproducible: its set of train videos is sorted before each shuffle."""
     random.seed(1337)
     train_vids = {row[0] for row in rows if row[3] == "train"}
     test_vids = {row[0] for row in rows if row[3] == "test"}
