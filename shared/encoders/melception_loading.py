@@ -35,9 +35,8 @@ from shared.encoders.melception import Melception
 log = logging.getLogger(__name__)
 
 STAT_BUFFERS = {"mel_mean", "mel_std"}  # ours; the official file keeps them in a text file
-_NUMPY_SCALAR = np.float64(0).__reduce__()[
-    0
-]  # numpy's scalar reconstructor, whatever module numpy keeps it in
+# numpy's scalar reconstructor, taken from a scalar so that it is found whatever module numpy keeps it in
+_NUMPY_SCALAR = np.float64(0).__reduce__()[0]
 NUMPY_FLOAT64 = [
     (_NUMPY_SCALAR, "numpy.core.multiarray.scalar"),  # the name numpy 1.x pickled (the official files)
     _NUMPY_SCALAR,  # the name this numpy pickles

@@ -199,9 +199,8 @@ def test_generate_from_an_official_no_feats_transformer_is_reproduced_by_the_see
         return torch.cat(decoded), sounds
 
     codes, sounds = generate("a")
-    assert (
-        codes.shape == (3, 25) and len(sounds) == 3 and sounds[0].shape == (5 * 16 * 256,)
-    )  # 1 s: 5 columns
+    assert codes.shape == (3, 25) and len(sounds) == 3
+    assert sounds[0].shape == (5 * 16 * 256,)  # 1 s: 5 latent columns of 16 mel frames
     assert len({tuple(c.tolist()) for c in codes}) == 3  # each sample its own vector and codes
     again, sounds_again = generate("bb")
     assert torch.equal(again, codes) and all(
