@@ -1,4 +1,5 @@
-"""The spectrogram codebook as a neural audio codec (SpecVQGAN paper sec. 4.1, Table 1; reference sec. 11).
+"""The spectrogram codebook as a neural audio codec (SpecVQGAN, arXiv:2110.08791, sec. 6.2 "Spectrogram VQGAN
+as a Neural Audio Codec"; Table 1 for the reconstructions).
 
 A waveform becomes its mel spectrogram, then F' x W codebook indices (W = frames / 16), each worth
 log2(n_codes) bits: 5 x 53 codes x 10 bits over 9.845 s is 0.27 kbps for the VGGSound codebook (1024 codes),

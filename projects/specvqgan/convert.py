@@ -1,4 +1,5 @@
-"""Loading official SpecVQGAN checkpoints (and our own classifier checkpoints) into our modules.
+"""Loading official SpecVQGAN checkpoints (`v-iashin/SpecVQGAN`, arXiv:2110.08791) and our own classifier
+checkpoints into our modules.
 
     model = load_official("2021-05-19T22-16-54_vggsound_codebook/checkpoints/epoch_39.ckpt",
                           "2021-05-19T22-16-54_vggsound_codebook/configs/..-project.yaml")
@@ -15,6 +16,7 @@ checkpoint gives a `VisualCodeSampler`; `load_official_melgan` (MelGAN release f
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -26,7 +28,10 @@ from omegaconf import OmegaConf
 from projects.specvqgan.convert_melgan import load_official_melgan
 from projects.specvqgan.models import PatchDiscriminator, SpectrogramVQGAN, VGGishish
 from projects.specvqgan.models.sampler import VisualCodeSampler
-from shared.encoders.melception_loading import load_melception
+from projects.specvqgan.models.vggishish import VGG16_BLOCKS
+from shared.encoders.mel_statistics import read_mel_statistics
+from shared.encoders.melception_loading import load_classifier_file, load_melception
+from shared.runs import UserError
 
 # the official vocoder and Melception loaders live in their own modules; one import place for all of them
 __all__ = ["load_codebook", "load_melception", "load_official", "load_official_discriminator",
@@ -247,6 +252,40 @@ def _convert_sampler(
     return model, state, report
 
 
+OFFICIAL_FEATURES = ("resnet50", "bninception", "none")
+
+
+def official_visual_features(config_path: str | Path) -> str:
+    """The visual features an official transformer was trained on: "resnet50", "bninception" or "none".
+
+    Read from the data section of its `configs/*-project.yaml` (`data.params` of `train.py`'s
+    `ConditionedSpectrogramDataModuleFromConfig`): `replace_feats_with_random: true` is "No Feats" (README,
+    "Controlling the Condition Size"); otherwise the feature folder names the extractor, as the official
+    configs and README write them: `feature_resnet50_dim2048_21.5fps` without a flow folder is ResNet-50
+    (RGB only), `feature_rgb_bninception_dim1024_21.5fps` + `feature_flow_bninception_dim1024_21.5fps` is
+    BN-Inception RGB + flow. Anything else raises `UserError` naming the config and the fields read.
+    """
+    params = OmegaConf.select(OmegaConf.load(config_path), "data.params")
+    if params is None:
+        raise UserError(
+            f"{config_path}: no data.params section, so the visual features the transformer was trained on "
+            "are unknown; give the run's configs/*-project.yaml, which has it"
+        )
+    if params.get("replace_feats_with_random"):
+        return "none"
+    rgb, flow = params.get("rgb_feats_dir_path"), params.get("flow_feats_dir_path")
+    rgb_name = Path(str(rgb or "")).name
+    if "resnet50" in rgb_name and not flow:
+        return "resnet50"
+    if "bninception" in rgb_name and "bninception" in Path(str(flow or "")).name:
+        return "bninception"
+    raise UserError(
+        f"{config_path}: cannot tell the visual features from data.params.rgb_feats_dir_path={rgb!r} and "
+        f"flow_feats_dir_path={flow!r} (expected feature_resnet50_* without flow, feature_rgb_bninception_* "
+        "with feature_flow_bninception_*, or replace_feats_with_random: true)"
+    )
+
+
 def load_codebook(ckpt_path: str | Path) -> tuple[SpectrogramVQGAN, dict]:
     """Our codebook stage's checkpoint -> (the autoencoder in eval mode, its constructor arguments)."""
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -275,21 +314,39 @@ def load_official_discriminator(ckpt_path: str | Path) -> PatchDiscriminator:
     return disc.eval()
 
 
+def _is_conv(key: str, value: torch.Tensor) -> bool:
+    return key.startswith("features.") and key.endswith(".weight") and value.dim() == 4
+
+
+def _layer_index(item: tuple[str, torch.Tensor]) -> int:
+    return int(item[0].split(".")[1]) if item[0].startswith("features.") else -1
+
+
 def load_vggishish(path: str | Path, stats_file: str | Path | None = None) -> VGGishish:
     """A VGGish-ish classifier from our Lightning checkpoint or the official `vggishish16.pt`.
 
-    The official file holds `{'model': state_dict}` of the paper-size network; its input statistics live
-    in a separate text file (`train_means_stds_melspec_10s_22050hz.txt`, 80 rows `mean std`), given as
-    `stats_file`. Our checkpoints carry the statistics in the network's buffers.
+    The official file (`specvqgan/modules/losses/vggishish/logger.py`, `log_best_model`) holds
+    `{'model': state_dict, 'metrics': ..., ...}` of `specvqgan/modules/losses/vggishish/model.py`'s network;
+    its widths and FC size are read from the weights. Its input statistics live in a separate text file
+    (`train_means_stds_melspec_10s_22050hz.txt`, 80 rows `mean std`), given as `stats_file`. Our
+    checkpoints carry the statistics in the network's buffers. Files are read without running pickled code
+    (`shared.encoders.melception_loading.load_classifier_file`).
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    path = Path(path)
+    ckpt = load_classifier_file(path)
     if "state_dict" in ckpt and "hyper_parameters" in ckpt:
         from shared.classifier import SpectrogramClassifier
 
         return SpectrogramClassifier.load_from_checkpoint(path, map_location="cpu").net.eval()
     if "model" in ckpt:
         state = ckpt["model"]
-        net = VGGishish(n_classes=state["classifier.4.weight"].shape[0])
+        conv_widths = [v.shape[0] for k, v in sorted(state.items(), key=_layer_index) if _is_conv(k, v)]
+        block_ends = itertools.accumulate(VGG16_BLOCKS)  # the VGG-16 blocks: 2, 2, 3, 3, 3 convs
+        net = VGGishish(
+            n_classes=state["classifier.4.weight"].shape[0],
+            widths=tuple(conv_widths[end - 1] for end in block_ends),
+            fc_dim=state["classifier.0.weight"].shape[0],
+        )
         missing = net.load_state_dict(state, strict=False).missing_keys
         if set(missing) - {"mel_mean", "mel_std"}:
             raise ValueError(f"{path}: official VGGish-ish checkpoint lacks {missing}")
@@ -297,13 +354,6 @@ def load_vggishish(path: str | Path, stats_file: str | Path | None = None) -> VG
             raise ValueError(
                 f"{path}: the official VGGish-ish needs its mel statistics file (stats_file=...)"
             )
-        stats = torch.tensor(
-            [
-                [float(v) for v in line.split()]
-                for line in Path(stats_file).read_text().splitlines()
-                if line.strip()
-            ]
-        )
-        net.set_mel_statistics(stats[:, 0], stats[:, 1])
+        net.set_mel_statistics(*read_mel_statistics(stats_file))
         return net.eval()
     raise ValueError(f"{path}: neither an avgen classifier checkpoint nor an official VGGish-ish file")

@@ -1,4 +1,5 @@
-"""Loading the official SpecVQGAN MelGAN vocoder (reference card sec. 7) into our `MelGANGenerator`.
+"""Loading the official SpecVQGAN MelGAN vocoder (arXiv:2110.08791, sec. 3.3, 6.1.5; `v-iashin/SpecVQGAN`,
+`vocoder/modules.py` and `vocoder/logs/vggsound/`) into our `MelGANGenerator`.
 
 The release is a folder `vocoder/logs/vggsound/` with `best_netG.pt` (a plain state dict of the generator)
 and `args.yml` (the training arguments: n_mel_channels 80, ngf 32, n_residual_layers 3, ...).
@@ -8,7 +9,8 @@ and `args.yml` (the training arguments: n_mel_channels 80, ngf 32, n_residual_la
   the same two tensors `parametrizations.weight.original0` (g) and `original1` (v). Everything else
   (`model.N`, `block.2`, `shortcut`, biases) is named and shaped alike, so the mapping is that one rename,
   exact, and every key must be used: a checkpoint that leaves a weight of ours unset, or brings one we
-  cannot place, raises.
+  cannot place, raises. The same rename maps the official discriminator (`netD.pt`) onto our
+  `MelGANDiscriminator` (`convert_melgan_state_dict`).
 * `args.yml` is not plain YAML: the official training script dumps its `argparse.Namespace` with PyYAML,
   which writes Python tags (`!!python/object:argparse.Namespace`, `!!python/object/apply:pathlib.PosixPath`)
   that only PyYAML's unsafe loaders construct, and those would also run any other tag a tampered file
@@ -26,6 +28,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 import yaml
+from torch import nn
 
 from projects.specvqgan.models.melgan import MelGANGenerator
 
@@ -122,8 +125,10 @@ def official_melgan_key(key: str) -> str:
     return f"{head}.{_RENAMES[last]}" if last in _RENAMES else key
 
 
-def convert_melgan_state_dict(official: dict[str, torch.Tensor], model: MelGANGenerator) -> dict:
-    """Rename the official keys for `model`; raises if a key or a shape does not fit."""
+def convert_melgan_state_dict(official: dict[str, torch.Tensor], model: nn.Module) -> dict:
+    """Rename the official keys for `model` (our `MelGANGenerator` or `MelGANDiscriminator`: the official
+    `netG` / `netD` state dicts differ from ours by the weight-norm names only); raises if a key or a shape
+    does not fit."""
     ours = model.state_dict()
     converted, unmapped = {}, []
     for key, value in official.items():
@@ -135,7 +140,7 @@ def convert_melgan_state_dict(official: dict[str, torch.Tensor], model: MelGANGe
     missing = sorted(set(ours) - set(converted))
     if unmapped or missing:
         raise ValueError(
-            f"official MelGAN weights do not fit a generator with {model.config}: "
+            f"official MelGAN weights do not fit our {type(model).__name__}({getattr(model, 'config', '')}): "
             f"could not place {unmapped[:5]}{'...' if len(unmapped) > 5 else ''}, "
             f"not provided {missing[:5]}{'...' if len(missing) > 5 else ''}"
         )

@@ -1,6 +1,7 @@
 """SpecVQGAN's data: mel spectrograms of VGGSound, VAS or VEGAS clips (or the toy set in those layouts).
 
-Preparation follows the official pipeline (paper sec. 6.1.1, reference card sec. 1): each clip's audio is
+Preparation follows the official pipeline (arXiv:2110.08791, sec. 6.1.1; official
+`feature_extraction/extract_mel_spectrogram.py`): each clip's audio is
 looped to `duration` seconds, turned into the 22.05 kHz / 80-mel SpecVQGAN spectrogram, kept to its first
 `trim_frames` frames (the official TrimSpec, 860 for 10 s) and centre-cropped to `crop_frames` (848, a
 multiple of 16 so the codebook grid is whole). ImageHear has no audio, so there is no ImageHear module here.

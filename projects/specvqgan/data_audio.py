@@ -1,4 +1,5 @@
-"""Waveforms for SpecVQGAN's MelGAN vocoder (paper sec. 6.1.5; reference card sec. 7).
+"""Waveforms for SpecVQGAN's MelGAN vocoder (arXiv:2110.08791, sec. 6.1.5; official
+`vocoder/mel2wav/dataset.py`).
 
 The official vocoder trains on each clip's 10-s waveform (`<clip>_audio.npy`: mono 22,050 Hz, looped to
 10 s like the mel features, sec. 6.1.1), scaled to a peak of 0.95 (`0.95 * librosa.util.normalize`), times

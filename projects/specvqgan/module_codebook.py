@@ -1,4 +1,5 @@
-"""Training the spectrogram codebook (SpecVQGAN paper sec. 3.1, eqs. 2-3, settings of sec. 6.1.2).
+"""Training the spectrogram codebook (SpecVQGAN, arXiv:2110.08791, sec. 3.1, eqs. 2-3; settings of
+sec. 6.1.2).
 
 Generator loss = L1(x, x_hat) + perceptual_weight * LPAPS(x, x_hat) + codebook_weight * VQ loss
                  + disc_weight * (-mean D(x_hat))                 once the step count reaches disc_start;

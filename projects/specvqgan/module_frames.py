@@ -1,4 +1,5 @@
-"""A frame classifier that stands in for ImageNet pre-training of the toy visual encoder (SpecVQGAN sec. 6.1.1).
+"""A frame classifier that stands in for ImageNet pre-training of the toy visual encoder (SpecVQGAN,
+arXiv:2110.08791, sec. 6.1.1).
 
 The paper's visual condition is an ImageNet-trained ResNet-50 applied to every frame. Those weights cannot be
 downloaded here, and a random-weight ResNet separates the toy set's six classes poorly (its mean frame

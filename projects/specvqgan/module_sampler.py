@@ -1,4 +1,6 @@
-"""Training and evaluating the visually guided sampler (SpecVQGAN paper sec. 3.2, 4, 6.2; reference sec. 5-6).
+"""Training and evaluating the visually guided sampler (SpecVQGAN, arXiv:2110.08791, sec. 3.2, 4.1, 6.1.4,
+6.1.7; official `v-iashin/SpecVQGAN`, `specvqgan/models/cond_transformer.py`,
+`evaluation/generate_samples.py`).
 
 Training: the frozen codebook turns each clip's mel into F'T' codes (column-major); the GPT learns them
 with cross-entropy, conditioned on the clip's visual features, its class, both (Table 4 "+ cls"), or on one
@@ -6,13 +8,18 @@ uniform-random vector drawn anew for every clip ("No Feats", Table 3). AdamW bet
 decay 0.01 on the Linear weights only (not biases, LayerNorms, embeddings, the Conv1d feature embedder or
 the position table), fixed lr = base_lr x processes x batch size, as the official code.
 
-Evaluation (`avgen test` / `validate` with `melception_ckpt`): `eval_samples` codes per clip are sampled
-(top-k, temperature) and decoded; FID, MKL and IS on Melception compare them with the real clips, and the
-codebook's reconstructions get the same metrics (the Table 1 vs Table 3 comparison). `predict` writes the
-sampled mels of each clip (`mel_sample_<i>`), ready for a vocoder.
+Evaluation (`avgen test` / `validate` with `melception_ckpt`, and `melception_stats` for the official
+Melception file): `sampling.samples_per_clip` codes per clip are sampled (`CodeSampling`: top-k, top-p,
+temperature; `chunk_size` items per sampler call, each item from its own random stream seeded by
+`sampling.seed` and "<clip id>/<sample index>") and decoded chunk by chunk; FID, MKL and IS on Melception
+compare them with the real clips, and the codebook's reconstructions get the same metrics (the Table 1 vs
+Table 3 comparison). `predict` writes the sampled mels of each clip (`mel_sample_<i>`), ready for a vocoder.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +27,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from projects.specvqgan.convert import load_codebook
-from projects.specvqgan.models.sampler import VisualCodeSampler
+from projects.specvqgan.models.sampler import CodeSampling, VisualCodeSampler
 from shared.encoders import load_melception
 from shared.metrics import MelceptionMetrics, StageMeans
 
@@ -47,9 +54,8 @@ class SpecVQGANTransformer(LightningModule):
         base_lr: float = 5e-6,
         weight_decay: float = 0.01,
         melception_ckpt: str | None = None,
-        eval_samples: int = 1,
-        top_k: int | None = None,
-        temperature: float = 1.0,
+        melception_stats: str | None = None,
+        sampling: CodeSampling | None = None,
     ):
         super().__init__()
         if condition not in CONDITIONS:
@@ -62,8 +68,11 @@ class SpecVQGANTransformer(LightningModule):
             from projects.specvqgan.models import SpectrogramVQGAN
 
             autoencoder = SpectrogramVQGAN(**codebook)
-        self.save_hyperparameters(ignore=["codebook"])
+        # a dict when rebuilt from this module's checkpoint, which stores it as one (see below)
+        self.sampling = CodeSampling(**sampling) if isinstance(sampling, dict) else sampling or CodeSampling()
+        self.save_hyperparameters(ignore=["codebook", "sampling"])
         self.hparams["codebook"] = codebook  # the codebook's constructor arguments travel with the sampler
+        self.hparams["sampling"] = asdict(self.sampling)  # plain values: checkpoints load with weights_only
         uses_feats = condition in ("feats", "feats+class", "none")
         self.sampler = VisualCodeSampler(
             autoencoder,
@@ -81,16 +90,20 @@ class SpecVQGANTransformer(LightningModule):
         self.metrics: dict[str, MelceptionMetrics] = {}
 
     # --- conditions ----------------------------------------------------------------------------------
-    def condition_inputs(self, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def observed_condition(self, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """What the batch gives the condition: its clips' features and/or class ids (None where unused)."""
         condition = self.hparams.condition
-        feats = labels = None
-        if condition == "none":  # one uniform-random vector per clip: no information about the video
+        feats = batch["frame_feats"] if "feats" in condition else None
+        labels = batch["label"] if "class" in condition else None
+        return feats, labels
+
+    def condition_inputs(self, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The condition for training and the loss; "No Feats" draws one uniform vector per clip from torch's
+        global generator (evaluation draws one per sample from the sample's own stream, `sample_mels`)."""
+        feats, labels = self.observed_condition(batch)
+        if self.hparams.condition == "none":  # no information about the video
             ref = batch["mel"]
             feats = torch.rand(ref.shape[0], 1, self.hparams.feat_dim, device=ref.device, dtype=ref.dtype)
-        elif "feats" in condition:
-            feats = batch["frame_feats"]
-        if "class" in condition:
-            labels = batch["label"]
         return feats, labels
 
     # --- training ------------------------------------------------------------------------------------
@@ -129,7 +142,7 @@ class SpecVQGANTransformer(LightningModule):
         ):  # sampling is for validate/test
             return
         if not self.metrics:
-            melception = load_melception(self.hparams.melception_ckpt)
+            melception = load_melception(self.hparams.melception_ckpt, self.hparams.melception_stats)
             self.metrics = {kind: MelceptionMetrics(melception) for kind in ("samples", "reconstructions")}
         for metric in self.metrics.values():
             metric.to(self.device).reset()
@@ -140,28 +153,27 @@ class SpecVQGANTransformer(LightningModule):
     def on_test_start(self) -> None:
         self._start_metrics()
 
-    def generate(self, batch: dict, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n_samples sampled mels per clip, [B, n_samples, 1, F, T] in [0, 1] (not clamped)."""
-        feats, labels = self.condition_inputs(batch)
-        repeat = lambda x: None if x is None else x.repeat_interleave(n_samples, 0)  # noqa: E731
-        codes = self.sampler.sample(
-            repeat(feats),
-            repeat(labels),
-            top_k=self.hparams.top_k,
-            temperature=self.hparams.temperature,
-            generator=generator,
-        )
-        mels = self.sampler.decode(codes)
-        return mels.view(-1, n_samples, *mels.shape[1:])
+    def sample_mels(self, batch: dict) -> Iterator[tuple[list[str], torch.Tensor]]:
+        """The batch's `sampling.samples_per_clip` samples per clip, chunk by chunk (`CodeSampling.chunk_size`
+        items per sampler call): yields (clip id of each item, mels [n, 1, F, T] in [0, 1], not clamped).
+        Item i of clip c is drawn from the stream of key "c/i", so it does not depend on the batch."""
+        ids, n = list(batch["clip_id"]), self.sampling.samples_per_clip
+        feats, labels = self.observed_condition(batch)  # feats None for "No Feats": drawn per item
+        item_ids = [clip for clip in ids for _ in range(n)]
+        keys = [f"{clip}/{i}" for clip in ids for i in range(n)]
+        rows = [row for row in range(len(ids)) for _ in range(n)]
+        for items, codes in self.sampler.sample_items(feats, labels, keys, self.sampling, rows=rows):
+            yield item_ids[items], self.sampler.decode(codes)
 
     def _evaluate(self, batch: dict, stage: str) -> None:
         self.eval_means.log(self, stage, {"loss": self._loss(batch)}, len(batch["mel"]))
         if not self.metrics or self.trainer.state.fn == "fit":
             return
-        real, ids, n = batch["mel"], batch["clip_id"], self.hparams.eval_samples
-        samples = self.generate(batch, n).flatten(0, 1)
+        real, ids = batch["mel"], batch["clip_id"]
+        for sample_ids, samples in self.sample_mels(batch):
+            self.metrics["samples"].update(fake=samples, fake_ids=sample_ids)
+        self.metrics["samples"].update(real=real, real_ids=ids)
         reconstructions = self.sampler.decode(self.sampler.encode(real))
-        self.metrics["samples"].update(real, ids, samples, [i for i in ids for _ in range(n)])
         self.metrics["reconstructions"].update(real, ids, reconstructions, ids)
 
     def _log_metrics(self, stage: str) -> None:
@@ -187,8 +199,10 @@ class SpecVQGANTransformer(LightningModule):
         self._log_metrics("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        samples = self.generate(batch, self.hparams.eval_samples)
+        n = self.sampling.samples_per_clip
+        samples = torch.cat([mels for _, mels in self.sample_mels(batch)])
+        samples = samples.view(-1, n, *samples.shape[1:])
         out = {"clip_id": batch["clip_id"]}
-        for i in range(samples.shape[1]):
+        for i in range(n):
             out[f"mel_sample_{i}"] = samples[:, i, 0]
         return out

@@ -1,4 +1,5 @@
-"""Training SpecVQGAN's MelGAN vocoder (paper sec. 3.3, 6.1.5; reference card sec. 7).
+"""Training SpecVQGAN's MelGAN vocoder (arXiv:2110.08791, sec. 3.3, 6.1.5; official
+`vocoder/scripts/train.py`).
 
 Per step, as the official training script does it, on a batch of random waveform segments x (8192
 samples, random gain; see `data_audio.WaveformDataModule`):
@@ -12,7 +13,7 @@ samples, random gain; see `data_audio.WaveformDataModule`):
 `lambda_mel` > 0 adds lambda_mel * |mel(x^) - s|_1 (mean) to the generator's loss. This term is not part
 of SpecVQGAN's vocoder (the paper config keeps it at 0); it is HiFi-GAN's mel reconstruction loss, which the
 toy config turns on because the GAN and feature-matching terms alone take many thousands of steps to move
-the mel error, more than a few CPU minutes give (measured: no gain in 150 steps at lr 1e-4 or 1e-3).
+the mel error, more than a few CPU minutes give (the README's vocoder section has the figures).
 
 The discriminator steps first, on x^ detached; the generator's adversarial term then sees the updated
 D, and its feature-matching targets are D's features of x from before that update (as the official code).

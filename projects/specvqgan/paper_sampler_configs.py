@@ -2,14 +2,23 @@
 
     python -m projects.specvqgan.paper_sampler_configs      # rewrite them after changing a setting here
 
-Settings (sec. 4, Table 3): (a) VGGSound codebook + VGGSound, (b) VGGSound codebook + VAS, (c) VAS codebook +
-VAS; features ResNet-50 (computed from the videos with ImageNet weights, `shared.encoders.ResNetFeature`)
-or BN-Inception RGB + flow (the official pickles, `shared.encoders.OfficialFeatureFiles`), 1, 5 or 212 of
-them, and "No Feats". GPT: 24 layers, 16 heads, width 1024; AdamW as the official configs; base lr 5e-6
-(VGGSound) / 1e-6 (VAS); batch 16 per GPU (x 4 GPUs = the paper's 64); early stopping on val/loss with
-patience 2 (sec. 6.1.4). 18 + 3 files that differ only in those fields are generated rather than written by
-hand so that they cannot drift apart; `tests/projects/specvqgan/test_configs.py` checks the committed files
-equal this script's output.
+Settings (arXiv:2110.08791, sec. 4.1, Table 3): (a) VGGSound codebook + VGGSound, (b) VGGSound codebook +
+VAS, (c) VAS codebook + VAS; features ResNet-50 (computed from the videos with ImageNet weights,
+`shared.encoders.ResNetFeature`) or BN-Inception RGB + flow (the official pickles,
+`shared.encoders.OfficialFeatureFiles`), 1, 5 or 212 of them, and "No Feats". GPT: 24 layers, 16 heads,
+width 1024; AdamW as the official configs (`v-iashin/SpecVQGAN`, `configs/{vggsound,vas}_transformer.yaml`);
+base lr 5e-6 (VGGSound) / 1e-6 (VAS); batch 16 per GPU (x 4 GPUs = the paper's 64); early stopping on
+val/loss with patience 2 (sec. 6.1.4).
+
+Evaluation (`avgen test`) follows the protocol behind the reported numbers: 10 samples per VGGSound test clip,
+100 per VAS validation clip (sec. 6.1.7; VAS has no test split, so `test` reads its validation clips), top-k
+512 with the VGGSound codebook (1024 codes) and 64 with the VAS codebook (128 codes), as the official
+README's evaluation section sets `TOP_K` ("use TOP_K=512 when evaluating a VAS transformer trained with a
+VGGSound codebook"). 32 samples per sampler call, the official `evaluation/configs/sampler.yaml` batch.
+
+18 + 3 files that differ only in those fields are generated rather than written by hand so that they
+cannot drift apart; `tests/projects/specvqgan/test_configs.py` checks the committed files equal this
+script's output and the settings against the values above.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ SETTINGS = {  # name: (codebook run, dataset class, dataset root, base lr)
     "b": ("vggsound_codebook", "shared.data.VASIndex", "data/vas", 1.0e-6),
     "c": ("vas_codebook", "shared.data.VASIndex", "data/vas", 1.0e-6),
 }
+TOP_K = {"vggsound_codebook": 512, "vas_codebook": 64}  # by codebook, as the official README's TOP_K
+SAMPLES_PER_CLIP = {"shared.data.VGGSoundIndex": 10, "shared.data.VASIndex": 100}  # by evaluated dataset
+CHUNK_SIZE = 32
 
 
 def _visual(features: str, root: str, dataset: str) -> dict:
@@ -72,7 +84,11 @@ def config(setting: str, features: str | None, n_feats: int) -> dict:
         "n_embd": 1024,
         "dropout": 0.0,
         "base_lr": base_lr,
-        "top_k": 512 if setting == "a" else 64,
+        "sampling": {
+            "top_k": TOP_K[codebook],
+            "samples_per_clip": SAMPLES_PER_CLIP[dataset],
+            "chunk_size": CHUNK_SIZE,
+        },
     }
     monitor = {"monitor": "val/loss", "mode": "min"}
     return {

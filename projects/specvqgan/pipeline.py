@@ -1,4 +1,5 @@
-"""SpecVQGAN's toy pipeline (`make train PROJECT=specvqgan`), paper sec. 3 end to end at toy scale.
+"""SpecVQGAN's toy pipeline (`make train PROJECT=specvqgan`): arXiv:2110.08791, sec. 3, end to end at toy
+scale.
 
 VGGish-ish (the codebook's LPAPS needs it frozen, sec. 3.1) -> spectrogram codebook -> the toy visual
 encoder (a frame classifier standing in for ImageNet pre-training, `module_frames`) -> the sampler

@@ -1,8 +1,9 @@
-"""The vocoder V of SpecVQGAN's generation (paper sec. 3.3): SpecVQGAN mel [B, 80, T] in [0, 1] -> sound.
+"""The vocoder V of SpecVQGAN's generation (arXiv:2110.08791, sec. 3.3): SpecVQGAN mel [B, 80, T] in [0, 1]
+-> sound.
 
     vocoder = load_vocoder("runs/specvqgan/vggsound_vocoder/default/checkpoints/best.ckpt")  # ours
     vocoder = load_vocoder("SpecVQGAN/vocoder/logs/vggsound")   # the official release (best_netG.pt + args.yml)
-    vocoder = load_vocoder(None)                                 # Griffin-Lim (card sec. 7)
+    vocoder = load_vocoder(None)                                 # Griffin-Lim (sec. 3.3)
     wave = vocoder(mel)                                          # [B, 256 T] at vocoder.sample_rate
 
 Whatever the source, the result is a `Vocoder`: inference only (eval mode, no gradients), mel in, waveform

@@ -3,12 +3,20 @@
     net = load_melception("melception-21-05-10T09-28-40.pt", "train_means_stds_melspec_10s_22050hz.txt")
     feats = net.features(mel01)              # mel01 [B, 1, 80, 848] in [0, 1]: '2048', 'logits', ...
 
-The official file holds `{'model': state_dict, ...}` of torchvision's Inception3 with the Melception changes
-(reference card sec. 8 and 14): 580 tensors whose names are torchvision's, `AuxLogits.*` included, so every
-key maps onto `Melception` unchanged (a `module.` prefix from DataParallel is stripped). The input
-statistics live in a separate text file (80 rows `mean std`, the VGGSound training split), given as
-`stats_file`. The file is read with `torch.load(weights_only=True)`, which loads tensors and plain
-containers but executes no pickled code.
+The official file (`v-iashin/SpecVQGAN`, written by `specvqgan/modules/losses/vggishish/logger.py`,
+`log_best_model`) holds `{'loss': float, 'metrics': {...}, 'epoch': int, 'optimizer': Adam state dict,
+'model': state_dict}`; the weights are torchvision's Inception3 with the Melception changes
+(arXiv:2110.08791, sec. 6.1.6; `evaluation/feature_extractors/melception.py`): 580 tensors whose names are
+torchvision's, `AuxLogits.*` included, so every key maps onto `Melception` unchanged (a `module.` prefix from
+DataParallel is stripped). The input statistics live in a separate text file (80 rows `mean std`, the
+VGGSound training split, `specvqgan/modules/losses/vggishish/data/train_means_stds_melspec_10s_22050hz.txt`),
+given as `stats_file`.
+
+Files are read with `torch.load(weights_only=True)`, which loads tensors and plain containers but executes
+no pickled code, plus exactly what the official `metrics` entry needs: numpy float64 scalars (mAP, mROCAUC
+and d-prime come from sklearn / scipy), pickled by numpy 1.x as `numpy.core.multiarray.scalar` of a
+`numpy.dtype` (numpy 2 writes `numpy._core.multiarray.scalar`). The official VGGish-ish file
+(`vggishish16.pt`) has the same layout and is read the same way (`load_classifier_file`).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from shared.encoders.mel_statistics import read_mel_statistics
@@ -26,6 +35,14 @@ from shared.encoders.melception import Melception
 log = logging.getLogger(__name__)
 
 STAT_BUFFERS = {"mel_mean", "mel_std"}  # ours; the official file keeps them in a text file
+# numpy's scalar reconstructor, taken from a scalar so that it is found whatever module numpy keeps it in
+_NUMPY_SCALAR = np.float64(0).__reduce__()[0]
+NUMPY_FLOAT64 = [
+    (_NUMPY_SCALAR, "numpy.core.multiarray.scalar"),  # the name numpy 1.x pickled (the official files)
+    _NUMPY_SCALAR,  # the name this numpy pickles
+    np.dtype,
+    type(np.dtype(np.float64)),  # numpy.dtypes.Float64DType: the dtype object is rebuilt as this class
+]
 
 
 @dataclass
@@ -62,9 +79,11 @@ def convert_melception_state_dict(
     return converted, report
 
 
-def _load(path: Path, allow_pickle: bool) -> dict:
+def load_classifier_file(path: Path, allow_pickle: bool = False) -> dict:
+    """A classifier checkpoint (official or ours) as a dict, read as this module's docstring says."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+        with torch.serialization.safe_globals(NUMPY_FLOAT64):
+            return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"{path}: holds objects beyond tensors and plain containers, which weights_only loading "
@@ -82,7 +101,7 @@ def load_melception(
     module says what was mapped. Raises if a weight is missing or an official key has no place.
     """
     path = Path(path)
-    ckpt = _load(path, allow_pickle)
+    ckpt = load_classifier_file(path, allow_pickle)
     if "state_dict" in ckpt and "hyper_parameters" in ckpt:
         from shared.classifier import SpectrogramClassifier
 

@@ -2,6 +2,9 @@
 
 from shared.transformer.cache import KVCache
 from shared.transformer.gpt import GPT, Block, CausalSelfAttention
-from shared.transformer.sampling import filter_logits, sample_next
+from shared.transformer.sampling import TokenSampling, draw, filter_logits, item_generators, uniforms
 
-__all__ = ["GPT", "Block", "CausalSelfAttention", "KVCache", "filter_logits", "sample_next"]
+__all__ = [
+    "GPT", "Block", "CausalSelfAttention", "KVCache", "TokenSampling", "draw", "filter_logits",
+    "item_generators", "uniforms",
+]  # fmt: skip

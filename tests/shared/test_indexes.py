@@ -1,9 +1,13 @@
+import collections
 import csv
+import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from shared.data import ImageHearIndex, SkipReport, VASIndex, VEGASIndex, VGGSoundIndex
+from shared.runs import UserError
 
 
 def test_vas_index_on_the_real_demo_layout(demo_root):
@@ -67,6 +71,65 @@ def test_vggsound_index_reads_the_official_csv_and_split_lists(tmp_path):
     listed = VGGSoundIndex(tmp_path)
     assert [r.clip_id for r in listed.records("valid")] == ["a_b-c_d_e_f_0_10000"]
     assert [r.clip_id for r in listed.records("train")] == ["--0PQM4-hqg_30000_40000"]
+
+
+def official_valid_videos(rows: list[tuple[str, int, str, str]]) -> set[str]:
+    """SpecVQGAN's `make_split_files` (`specvqgan/modules/losses/vggishish/dataset.py`) as written there, with
+    the one change that makes it reproducible: its set of train videos is sorted before each shuffle."""
+    random.seed(1337)
+    train_vids = {row[0] for row in rows if row[3] == "train"}
+    test_vids = {row[0] for row in rows if row[3] == "test"}
+    unique_classes = sorted(list(set(row[2] for row in rows)))
+    label2target = {label: target for target, label in enumerate(unique_classes)}
+    video2target = {row[0]: label2target[row[2]] for row in rows}
+    test_target2count = collections.Counter([video2target[vid] for vid in test_vids])
+    valid_vids = set()
+    for target, _label in enumerate(label2target.keys()):
+        class_train_vids = [vid for vid in sorted(train_vids) if video2target[vid] == target]
+        random.shuffle(class_train_vids)
+        valid_vids.update(class_train_vids[: test_target2count[target]])
+    return valid_vids
+
+
+def test_vggsound_without_split_lists_regenerates_specvqgan_s_validation_split(tmp_path):
+    counts = {"cat purring": (6, 2), "dog barking": (4, 1), "owl hooting": (3, 0)}  # train, test videos
+    rows = [
+        (f"{label[:3]}{split[:2]}{i:06d}", 10, label, split)
+        for label, (n_train, n_test) in counts.items()
+        for split, n in (("train", n_train), ("test", n_test))
+        for i in range(n)
+    ]
+    rows.append(("cattr000000", 30, "cat purring", "train"))  # a second clip of a train video
+    write_vggsound(tmp_path, rows, present=list(range(len(rows))))
+    index = VGGSoundIndex(tmp_path)  # split_dir ".": no lists there
+    by_split = {split: index.records(split) for split in ("train", "valid", "test")}
+    valid = {r.clip_id.rsplit("_", 2)[0] for r in by_split["valid"]}
+    assert valid == official_valid_videos(rows)
+    # as many valid videos per class as the class has test videos, drawn from its train videos
+    assert Counter(r.label for r in by_split["valid"] if not r.clip_id.endswith("30000_40000")) == {
+        "cat purring": 2, "dog barking": 1
+    }  # fmt: skip
+    assert {r.clip_id for r in by_split["test"]} == {
+        f"{row[0]}_10000_20000" for row in rows if row[3] == "test"
+    }
+    assert len(by_split["train"]) + len(by_split["valid"]) == 6 + 4 + 3 + 1
+    # both clips of a video land in the same split; the CSV's row order does not matter
+    cat0 = {r.split for r in index.records() if r.clip_id.startswith("cattr000000")}
+    assert len(cat0) == 1
+    shuffled = tmp_path / "shuffled"
+    write_vggsound(shuffled, rows[::-1], present=list(range(len(rows))))
+    again = {r.clip_id: r.split for r in VGGSoundIndex(shuffled).records()}
+    assert again == {r.clip_id: r.split for r in index.records()}
+    # the CSV's own split, without a validation split, when asked for
+    assert VGGSoundIndex(tmp_path, split_dir=None).records("valid") == []
+
+
+def test_vggsound_with_only_some_split_lists_names_the_missing_ones(tmp_path):
+    write_vggsound(tmp_path, [("abcdefghijk", 1, "x", "train")], present=[0])
+    (tmp_path / "vggsound_train.txt").write_text("abcdefghijk_1000_11000\n")
+    (tmp_path / "vggsound_test.txt").write_text("")
+    with pytest.raises(UserError, match=r"but not vggsound_valid.txt; give all three"):
+        VGGSoundIndex(tmp_path).records()
 
 
 def test_vggsound_index_reports_a_malformed_csv_with_its_line(tmp_path):

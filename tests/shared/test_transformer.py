@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from shared.transformer import GPT, KVCache, filter_logits, sample_next
+from shared.transformer import GPT, KVCache, TokenSampling, draw, filter_logits, item_generators, uniforms
 
 
 def test_incremental_decoding_with_the_cache_equals_one_full_forward():
@@ -44,13 +44,34 @@ def test_top_k_keeps_ties_at_the_boundary_and_top_p_keeps_the_crossing_token():
 
 def test_sampling_follows_the_filtered_distribution_and_the_generator():
     logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]]).repeat(4000, 1)
-    draws = sample_next(logits, temperature=1.0, top_k=2, generator=torch.Generator().manual_seed(0))
+    top2 = TokenSampling(top_k=2)
+    draws = top2.next_token(logits, uniforms(torch.Generator().manual_seed(0), 4000, 1, "cpu")[:, 0])
     assert set(draws.tolist()) == {2, 3}
     share = (draws == 3).float().mean().item()
     assert abs(share - torch.tensor([2.0, 3.0]).softmax(0)[1].item()) < 0.03
-    again = sample_next(logits, top_k=2, generator=torch.Generator().manual_seed(0))
+    again = top2.next_token(logits, uniforms(torch.Generator().manual_seed(0), 4000, 1, "cpu")[:, 0])
     assert torch.equal(draws, again)
-    cold = sample_next(logits[:10], temperature=0.01, generator=torch.Generator().manual_seed(1))
+    cold = TokenSampling(temperature=0.01).next_token(logits[:10], torch.rand(10))
     assert (cold == 3).all()
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        sample_next(logits, temperature=0)
+    for bad in ({"temperature": 0}, {"top_k": 0}, {"top_p": 1.5}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+            TokenSampling(**bad)
+
+
+def test_draw_is_the_inverse_cdf_and_never_picks_a_token_of_probability_zero():
+    probs = torch.tensor([[0.0, 0.25, 0.0, 0.75, 0.0]]).repeat(5, 1)
+    u = torch.tensor([0.0, 0.2499, 0.25, 0.9999999, 1 - 2**-24])
+    assert draw(probs, u).tolist() == [1, 1, 3, 3, 3]
+    unnormalised = probs * 3.0  # only the shape of the cdf matters
+    assert torch.equal(draw(unnormalised, u), draw(probs, u))
+
+
+def test_item_generators_give_each_item_its_own_stream_whatever_the_batch():
+    keys = ["clip_a/0", "clip_a/1", "clip_b/0"]
+    together = uniforms(item_generators(7, keys), 3, 5, "cpu")
+    alone = uniforms(item_generators(7, keys[2:]), 1, 5, "cpu")
+    assert torch.equal(together[2:], alone)  # item b/0 draws the same numbers with or without the others
+    assert not torch.equal(together[0], together[1])
+    assert not torch.equal(together, uniforms(item_generators(8, keys), 3, 5, "cpu"))  # the seed matters
+    with pytest.raises(ValueError, match="2 generators for 3 rows"):
+        uniforms(item_generators(7, keys[:2]), 3, 5, "cpu")

@@ -1,4 +1,5 @@
-"""Patch-based discriminator D of SpecVQGAN's adversarial loss (paper eq. 3, fig. 3).
+"""Patch-based discriminator D of SpecVQGAN's adversarial loss (arXiv:2110.08791, eq. 3, Fig. 3; official
+`specvqgan/modules/discriminator/model.py`).
 
 The pix2pix PatchGAN ("NLayerDiscriminator") that taming-transformers and the official SpecVQGAN code
 use: 4x4 convs, stride 2 except the last two, BatchNorm and LeakyReLU(0.2), one logit per patch

@@ -1,10 +1,12 @@
-"""LPAPS, the learned perceptual audio patch similarity (SpecVQGAN paper eq. 3).
+"""LPAPS, the learned perceptual audio patch similarity (SpecVQGAN, arXiv:2110.08791, sec. 3.1, eq. 3;
+official `specvqgan/modules/losses/lpaps.py`).
 
 sum over the five VGGish-ish scales s of (1 / (F^s T^s)) * ||x^s - x_hat^s||^2: a spatial mean of the
 squared feature difference, summed over channels and scales. As in LPIPS, which the official code follows,
 each feature vector is first normalised to unit length over channels, so every scale contributes on the
 same footing; the paper names no per-channel weights, so all are 1 (the official code's `lin` layers were
-never trained - reference card sec. 4). The classifier is frozen and in eval mode.
+never trained, and its VGGish-ish weights never loaded: README erratum, issue #13). The classifier is
+frozen and in eval mode.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The MelGAN vocoder V of SpecVQGAN (paper sec. 3.3 and 6.1.5; reference card sec. 7).
+"""The MelGAN vocoder V of SpecVQGAN (arXiv:2110.08791, sec. 3.3 and 6.1.5; official `vocoder/modules.py`).
 
 SpecVQGAN trains a MelGAN (Kumar et al., NeurIPS 2019) on VGGSound to turn its [0, 1] log-mel spectrograms
 (80 bins, hop 256 at 22,050 Hz; `shared.audio.MelFrontEnd.from_preset("specvqgan")`) into waveforms.

@@ -1,4 +1,5 @@
-"""The vision-conditioned autoregressive sampler (SpecVQGAN paper sec. 3.2, eq. 4; reference card sec. 5-6).
+"""The vision-conditioned autoregressive sampler (SpecVQGAN, arXiv:2110.08791, sec. 3.2, eq. 4; official
+`v-iashin/SpecVQGAN`, `specvqgan/models/cond_transformer.py` and `specvqgan/modules/transformer/mingpt.py`).
 
 The codebook indices of a spectrogram form an F' x T' grid (5 x 53 for 10 s); the transformer reads them
 column-major, i.e. position k holds the raster index (k mod F') * T' + floor(k / F'), so each latent
@@ -13,17 +14,49 @@ forward), kept as the reference the cached path must reproduce token for token. 
 the model's grid (more columns than it was trained on) slide a window of W columns one column at a time,
 re-encoding the kept W - 1 columns (the absolute position table starts at 0 in each window) and taking the
 visual condition of the window's own time span from `condition_at(first_column)`.
+
+`sample_items` is the evaluation and generation protocol on top of it (`CodeSampling`): any number of
+items, `chunk_size` of them per call of `sample` so that the KV cache stays bounded, each item drawn from
+its own random stream, so that its codes (and its "No Feats" vector) depend on the seed and the item's key
+only, not on the chunk size, the batch or the number of processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from projects.specvqgan.models.vqgan import SpectrogramVQGAN
-from shared.transformer import GPT, sample_next
+from shared.transformer import GPT, TokenSampling, item_generators, uniforms
+
+Condition = tuple[torch.Tensor | None, torch.Tensor | None]  # (features [B, N, D], class ids [B])
+
+
+@dataclass(frozen=True)
+class CodeSampling(TokenSampling):
+    """How the sampler draws codes for evaluation and generation: top-k / top-p / temperature, and
+
+    - `samples_per_clip`: the paper scores 10 samples per VGGSound test clip and 100 per VAS validation clip
+      (arXiv:2110.08791, sec. 6.1.7);
+    - `chunk_size`: items per call of `VisualCodeSampler.sample`. A call's KV cache holds
+      chunk_size x 2 x n_layer x block_size x n_embd floats (94 MB per item at paper size with 212
+      features), so this bounds the memory whatever samples_per_clip x batch size is; None: one call;
+    - `seed`: the base of every item's random stream (`shared.transformer.item_generators`).
+    """
+
+    samples_per_clip: int = 1
+    chunk_size: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.samples_per_clip < 1:
+            raise ValueError(f"samples_per_clip must be >= 1, got {self.samples_per_clip}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {self.chunk_size}")
 
 
 def column_major_order(rows: int, cols: int) -> torch.Tensor:
@@ -126,11 +159,11 @@ class VisualCodeSampler(nn.Module):
         *,
         n_columns: int | None = None,
         prime: torch.Tensor | None = None,
-        condition_at: Callable[[int], tuple[torch.Tensor | None, torch.Tensor | None]] | None = None,
+        condition_at: Callable[[int], Condition] | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         use_cache: bool = True,
     ) -> torch.Tensor:
         """Draw codes [B, F' * n_columns] (column-major; n_columns defaults to the model's T').
@@ -138,7 +171,9 @@ class VisualCodeSampler(nn.Module):
         prime: the first codes [B, m] (column-major, e.g. from real audio); they are kept, not sampled.
         condition_at(c) -> (feats, labels) for the window whose first column is c, when n_columns > T';
         by default the given condition is reused for every window (as the official demo does).
+        generator: one for the whole batch, or one per row (each row then draws from its own stream).
         """
+        sampling = TokenSampling(top_k, top_p, temperature)
         rows, window = self.grid
         n_columns = n_columns or window
         total = rows * n_columns
@@ -151,32 +186,90 @@ class VisualCodeSampler(nn.Module):
             first_column = max(0, m // rows - window + 1)  # the window ends at the column being drawn
             condition = condition_at(first_column) if condition_at is not None else (feats, labels)
             start, stop = first_column * rows, min(total, (first_column + window) * rows)
+            random = uniforms(generator, batch, stop - m, codes.device)
             codes[:, m:stop] = self._sample_window(
-                self.condition(*condition),
-                codes[:, start:m],
-                stop - m,
-                top_k,
-                top_p,
-                temperature,
-                generator,
-                use_cache,
+                self.condition(*condition), codes[:, start:m], random, sampling, use_cache
             )
             m = stop
         return codes
 
-    def _sample_window(self, prefix, context, n_new, top_k, top_p, temperature, generator, use_cache):
+    def _sample_window(
+        self,
+        prefix: torch.Tensor,
+        context: torch.Tensor,
+        random: torch.Tensor,
+        sampling: TokenSampling,
+        use_cache: bool,
+    ) -> torch.Tensor:
+        """random [B, n_new]: one uniform number per row for each new code."""
         new = []
+        n_new = random.shape[1]
         if use_cache:
             cache = self.gpt.new_cache(prefix.shape[0], self.gpt.block_size)
             logits = self.gpt(context, prefix, cache)[:, -1]
             for i in range(n_new):
-                token = sample_next(logits, temperature, top_k, top_p, generator)
+                token = sampling.next_token(logits, random[:, i])
                 new.append(token)
                 if i + 1 < n_new:
                     logits = self.gpt(token[:, None], None, cache)[:, -1]
         else:
-            for _ in range(n_new):
+            for i in range(n_new):
                 tokens = torch.cat([context, *[t[:, None] for t in new]], dim=1)
                 logits = self.gpt(tokens, prefix)[:, -1]
-                new.append(sample_next(logits, temperature, top_k, top_p, generator))
+                new.append(sampling.next_token(logits, random[:, i]))
         return torch.stack(new, dim=1)
+
+    # --- the evaluation / generation protocol --------------------------------------------------------
+    def no_feats(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """The "No Feats" condition (Table 3; paper sec. 6.1.4): per item one uniform-random [n_feats, D]
+        from the start of its own random stream, as the official data code draws one per item
+        (`specvqgan/data/vggsound.py`, `replace_feats_with_random`) -> [len(generators), n_feats, D]."""
+        shape = (self.n_feats, self.embedder.in_channels)
+        return torch.stack([torch.rand(shape, generator=g) for g in generators]).to(self.gpt.pos_emb)
+
+    @torch.no_grad()
+    def sample_items(
+        self,
+        feats: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        keys: Sequence[str],
+        sampling: CodeSampling,
+        *,
+        rows: Sequence[int] | None = None,
+        n_columns: int | None = None,
+        prime: torch.Tensor | None = None,
+        condition_at: Callable[[int], Condition] | None = None,
+        use_cache: bool = True,
+    ) -> Iterator[tuple[slice, torch.Tensor]]:
+        """One sample per key, `sampling.chunk_size` per call of `sample`: yields (items, codes [n, F'W]).
+
+        feats [R, N, D], labels [R], prime [R, m] and what condition_at returns are condition rows; item i uses
+        row `rows[i]` (default: row i), so the samples of a clip share its row without copies of it.
+        feats=None on a sampler with a feature embedder is "No Feats": each item gets its random vector from
+        its own stream (`no_feats`). Each key seeds its item's stream with `sampling.seed`
+        (`item_generators`), so the codes of an item are the same whatever the chunk size and whichever
+        items it is sampled with.
+        """
+        index = torch.as_tensor(list(rows) if rows is not None else range(len(keys)), dtype=torch.long)
+        if len(index) != len(keys):
+            raise ValueError(f"{len(index)} condition rows for {len(keys)} keys; give one per key")
+        size = sampling.chunk_size or len(keys)
+        for start in range(0, len(keys), size):
+            items = slice(start, min(len(keys), start + size))
+
+            def pick(x: torch.Tensor | None, items=items) -> torch.Tensor | None:
+                return None if x is None else x[index[items].to(x.device)]
+
+            generators = item_generators(sampling.seed, keys[items])
+            chunk_feats = pick(feats)
+            if chunk_feats is None and self.embedder is not None:
+                chunk_feats = self.no_feats(generators)
+            window = None
+            if condition_at is not None:
+                window = lambda c, pick=pick: tuple(map(pick, condition_at(c)))  # noqa: E731
+            codes = self.sample(
+                chunk_feats, pick(labels), n_columns=n_columns, prime=pick(prime), condition_at=window,
+                top_k=sampling.top_k, top_p=sampling.top_p, temperature=sampling.temperature,
+                generator=generators, use_cache=use_cache,
+            )  # fmt: skip
+            yield items, codes

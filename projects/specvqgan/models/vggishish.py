@@ -1,4 +1,5 @@
-"""VGGish-ish: the spectrogram classifier behind LPAPS (SpecVQGAN paper sec. 3.1 and 6.1.3).
+"""VGGish-ish: the spectrogram classifier behind LPAPS (SpecVQGAN, arXiv:2110.08791, sec. 3.1 and 6.1.3;
+official `specvqgan/modules/losses/vggishish/model.py`).
 
 A VGG-16 conv stack (3x3 convs + ReLU, no BatchNorm, max-pool between the five blocks but not after the
 last) on one-channel mel spectrograms, then AdaptiveAvgPool to 5 x 10 and three fully connected layers.

@@ -1,4 +1,5 @@
-"""Spectrogram VQGAN: the perceptually-rich spectrogram codebook (SpecVQGAN paper sec. 3.1 and 6.1.2).
+"""Spectrogram VQGAN: the perceptually-rich spectrogram codebook (SpecVQGAN, arXiv:2110.08791, sec. 3.1 and
+6.1.2; official `specvqgan/models/vqgan.py`).
 
 Encoder E: 2D conv stack with residual blocks and GroupNorm, self-attention at the lowest resolution;
 codebook Z (eq. 1, straight-through, loss eq. 2); decoder G symmetric to E with nearest-neighbour

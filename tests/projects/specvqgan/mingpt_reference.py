@@ -1,7 +1,8 @@
-"""An independent model of the official SpecVQGAN transformer (minGPT `GPTFeats` / `GPTFeatsClass`),
-written from the reference card with the official module structure and key names (checked against
-reference/keys/specvqgan_gpt_state_dict_keys.txt): explicit masked-softmax attention with the per-block
-mask buffer, no KV cache. Used only to test `convert.load_official` on a transformer checkpoint.
+"""An independent model of the official SpecVQGAN transformer (minGPT `GPTFeats` / `GPTFeatsClass` of
+`v-iashin/SpecVQGAN`, `specvqgan/modules/transformer/mingpt.py`), written from that file's structure with its
+key names (checked against the released checkpoint's key list, data/specvqgan_gpt_state_dict_keys.txt):
+explicit masked-softmax attention with the per-block mask buffer, no KV cache. Used only to test
+`convert.load_official` on a transformer checkpoint.
 """
 
 from __future__ import annotations
@@ -79,5 +80,6 @@ def official_transformer_logits(gpt: OfficialGPTFeats, codes, feats, cls=None):
 
 
 def column_major_permutation(h: int, w: int) -> torch.Tensor:
-    """Written from the reference card's formula, independently of the library's helper."""
+    """Written from the paper's column-major order (arXiv:2110.08791, sec. 3.2, Fig. 2; official
+    `specvqgan/modules/transformer/permuter.py`, `ColumnMajor`), independently of the library's helper."""
     return torch.tensor([(k % h) * w + k // h for k in range(h * w)])

@@ -1,5 +1,7 @@
-"""An independent model of the official SpecVQGAN codebook, written from the reference card, with the
-official module structure and key names (checked against reference/keys/specvqgan_vqgan_state_dict_keys.txt).
+"""An independent model of the official SpecVQGAN codebook (`v-iashin/SpecVQGAN`: `specvqgan/models/vqgan.py`,
+`specvqgan/modules/diffusionmodules/model.py`, `specvqgan/modules/vqvae/quantize.py`), written from those
+files' structure with their key names (checked against the released checkpoint's key list,
+data/specvqgan_vqgan_state_dict_keys.txt).
 
 It exists only to test that `convert.load_official` maps an official checkpoint onto our diffusers-based
 model with identical outputs; it is not used by the library.

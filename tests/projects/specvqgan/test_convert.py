@@ -14,9 +14,14 @@ from projects.specvqgan.convert import (
 )
 from projects.specvqgan.models import PatchDiscriminator, VGGishish
 
+from . import patchgan_reference, vggishish_reference
+from .official_files import save_official_classifier
 from .taming_reference import OfficialVQModel
 
-KEYS = Path(__file__).resolve().parents[4] / "shared" / "reference" / "keys"
+# The key lists of the released checkpoints, one `<key><TAB><shape>` a line: the VGGSound codebook
+# (`2021-05-19T22-16-54_vggsound_codebook`, all 398 keys of ckpt['state_dict']) and block 0 of a VGGSound
+# transformer (212 features; blocks 1-23 repeat its keys).
+KEYS = Path(__file__).parent / "data"
 # a narrow copy of the official architecture: same structure and key names, 32 channels instead of 128
 SMALL = {
     "ch": 32,
@@ -54,7 +59,9 @@ def write_official_checkpoint(
     official.quantize.embedding.weight.data.normal_(0, 0.1)
     state = dict(official.state_dict())
     if with_loss:
-        disc = PatchDiscriminator(ndf=16)
+        disc = patchgan_reference.randomize(
+            patchgan_reference.NLayerDiscriminator(input_nc=1, ndf=16), seed=2
+        )
         state.update({f"loss.discriminator.{k}": v for k, v in disc.state_dict().items()})
         state["loss.perceptual_loss.scaling_layer.shift"] = torch.zeros(1, 1, 80, 1)
     ckpt = tmp_path / "epoch_39.ckpt"
@@ -102,8 +109,29 @@ def test_load_official_codebook_gives_the_official_outputs(tmp_path):
     assert torch.equal(indices, expected_idx)
     assert torch.allclose(mel, expected_mel, atol=1e-4)
     assert torch.allclose(model.decode_indices(indices), mel, atol=1e-4)  # z + (z_q - z) rounds
+
+
+def test_patchgan_reference_and_ours_have_the_official_keys():
+    listed = {k: shape for k, shape in official_key_list() if k.startswith("loss.discriminator.")}
+    assert len(listed) == 22
+    for net in (patchgan_reference.NLayerDiscriminator(input_nc=1, ndf=64, n_layers=3), PatchDiscriminator()):
+        keys = {f"loss.discriminator.{k}": str(tuple(v.shape)) for k, v in net.state_dict().items()}
+        assert keys == listed, type(net).__module__
+
+
+@torch.no_grad()
+def test_official_discriminator_gives_the_official_patch_logits(tmp_path):
+    _, ckpt, _ = write_official_checkpoint(tmp_path, SMALL)
+    prefix = "loss.discriminator."
+    state = {k[len(prefix) :]: v for k, v in torch.load(ckpt)["state_dict"].items() if k.startswith(prefix)}
+    official = patchgan_reference.NLayerDiscriminator(input_nc=1, ndf=16)
+    official.load_state_dict(state)
     disc = load_official_discriminator(ckpt)
-    assert disc(x).shape == (2, 1, 8, 104)
+    assert not disc.training
+    x = torch.rand(2, 1, 80, 848) * 2 - 1
+    expected = official.eval()(x)
+    assert expected.shape == (2, 1, 8, 104) and expected.std() > 0.01
+    assert torch.allclose(disc(x), expected, atol=1e-5 * expected.abs().max())
 
 
 def test_load_official_refuses_a_checkpoint_that_does_not_fit(tmp_path):
@@ -144,17 +172,28 @@ def test_paper_config_builds_from_the_official_yaml(tmp_path):
         )
 
 
-def test_official_vggishish_file_loads_with_its_statistics(tmp_path):
-    torch.manual_seed(0)
-    net = VGGishish(n_classes=309, widths=(64, 128, 256, 512, 512), fc_dim=4096)
-    state = {k: v for k, v in net.state_dict().items() if not k.startswith("mel_")}
-    torch.save({"model": state}, tmp_path / "vggishish16.pt")
+def test_vggishish_reference_and_ours_have_the_same_layout_at_paper_size():
+    with torch.device("meta"):  # 137.6 M parameters: shapes only
+        official = vggishish_reference.VGGishish(vggishish_reference.PAPER_CONV_LAYERS, num_classes=309)
+        ours = VGGishish(n_classes=309)
+    shapes = {k: v.shape for k, v in ours.state_dict().items() if k not in ("mel_mean", "mel_std")}
+    assert shapes == {k: v.shape for k, v in official.state_dict().items()}
+    assert sum(p.numel() for p in official.parameters()) == 137_622_517  # the paper's count
+
+
+@torch.no_grad()
+def test_official_vggishish_file_gives_the_official_logits(tmp_path):
+    narrow = [8, 8, "MP", 8, 8, "MP", 16, 16, 16, "MP", 16, 16, 16, "MP", 24, 24, 24]
+    official = vggishish_reference.randomize(vggishish_reference.VGGishish(narrow, 5, fc_dim=32), seed=0)
+    path = save_official_classifier(official.state_dict(), tmp_path / "vggishish16.pt")
     stats = tmp_path / "train_means_stds_melspec_10s_22050hz.txt"
-    stats.write_text("\n".join(f"{0.5 + i / 1000} {0.08 + i / 10000}" for i in range(80)))
-    loaded = load_vggishish(tmp_path / "vggishish16.pt", stats_file=stats)
-    assert loaded.mel_mean[0].item() == pytest.approx(0.5) and loaded.mel_std[79].item() == pytest.approx(
-        0.0879
-    )
-    assert torch.equal(loaded.features[28].weight, net.features[28].weight)
+    mean, std = torch.linspace(0.3, 0.6, 80), torch.linspace(0.05, 0.1, 80)
+    stats.write_text("".join(f"{m:.6f} {s:.6f}\n" for m, s in zip(mean.tolist(), std.tolist(), strict=True)))
+    loaded = load_vggishish(path, stats_file=stats)
+    assert loaded.n_classes == 5 and not loaded.training
+    mel = torch.rand(2, 1, 80, 160)
+    expected = official((mel[:, 0] - mean[:, None]) / std[:, None])  # the official dataset standardises
+    assert expected.std() > 0.01
+    assert torch.allclose(loaded(mel), expected, atol=1e-4 * expected.abs().max())
     with pytest.raises(ValueError, match="statistics file"):
-        load_vggishish(tmp_path / "vggishish16.pt")
+        load_vggishish(path)

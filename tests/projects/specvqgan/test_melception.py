@@ -1,7 +1,8 @@
-"""Melception (paper sec. 3.4, 6.1.6; reference card sec. 8, 13, 14): paper size, official checkpoints, toy
-training through the CLI, and the FID / MKL / IS evaluation built on it."""
+"""Melception (arXiv:2110.08791, sec. 3.4, 6.1.6; official `evaluation/feature_extractors/melception.py`):
+paper size, official checkpoints, toy training through the CLI, and the FID / MKL / IS evaluation on it."""
 
 import argparse
+import pickle
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from shared.encoders import Melception
 from shared.encoders.melception_loading import load_melception
 from shared.metrics import MelceptionMetrics, spectrogram_metrics
 from tests.conftest import REPO
+from tests.projects.specvqgan.official_files import save_official_classifier
 from tests.projects.specvqgan.test_training import toy_args
 
 CONFIGS = REPO / "projects" / "specvqgan" / "configs"
@@ -24,7 +26,7 @@ CONFIGS = REPO / "projects" / "specvqgan" / "configs"
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One intra-op thread: on a busy two-core machine, two OpenMP threads spent most of their time waiting
-    for each other (the toy fit below took 524 s with two threads, 40 s with one)."""
+    for each other (the README's "Test suite" section has the figures)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -38,7 +40,7 @@ def n_params(module: nn.Module) -> int:
 @pytest.fixture(scope="module")
 def official_melception() -> Inception3:
     """The official layout, built independently of our class: torchvision's Inception3 (309 classes) with a
-    1-channel input convolution and no max pooling (reference card sec. 8)."""
+    1-channel input convolution and no max pooling (`evaluation/feature_extractors/melception.py`)."""
     torch.manual_seed(0)
     net = Inception3(num_classes=309, aux_logits=True, init_weights=True)
     net.Conv2d_1a_3x3 = BasicConv2d(1, 32, kernel_size=3, stride=2)
@@ -113,10 +115,9 @@ def test_standardisation_is_the_one_vggishish_uses():
 @torch.no_grad()
 def test_official_checkpoint_loads_and_gives_the_official_outputs(official_melception, tmp_path):
     official = official_melception
-    ckpt = tmp_path / "melception-21-05-10T09-28-40.pt"
-    torch.save(
-        {"model": official.state_dict(), "epoch": 13, "optimizer": {"state": {}, "param_groups": []}}, ckpt
-    )
+    ckpt = save_official_classifier(official.state_dict(), tmp_path / "melception-21-05-10T09-28-40.pt")
+    with pytest.raises(pickle.UnpicklingError, match="numpy.core.multiarray.scalar"):
+        torch.load(ckpt, weights_only=True)  # the numpy metrics need allowing: plain weights_only refuses
     mean, std = write_stats(tmp_path / "train_means_stds_melspec_10s_22050hz.txt")
     net = load_melception(ckpt, tmp_path / "train_means_stds_melspec_10s_22050hz.txt")
     assert net.conversion_report.mapped == 580 and not net.conversion_report.unmapped
@@ -151,7 +152,7 @@ def test_converter_strips_dataparallel_prefixes_and_refuses_what_does_not_fit(tm
 
 @pytest.fixture(scope="module")
 def toy_melception(toy_root, tmp_path_factory) -> tuple[Path, SpectrogramDataModule]:
-    """The toy Melception stage through the real CLI, 10 epochs (40-60 s on two cores): best checkpoint, data."""
+    """The toy Melception stage through the real CLI, 10 epochs: best checkpoint, data."""
     tmp = tmp_path_factory.mktemp("melception")
     cli = AvgenCLI(args=[*toy_args("toy_melception.yaml", toy_root, tmp), "--trainer.max_epochs=10"])
     assert cli.trainer.current_epoch == 10

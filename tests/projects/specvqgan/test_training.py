@@ -24,7 +24,7 @@ def toy_args(config: str, toy_root: Path, tmp_path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def classifier_ckpt(toy_root, tmp_path_factory) -> Path:
-    """A VGGish-ish trained through the real CLI on the small toy set (about 15 s)."""
+    """A VGGish-ish trained through the real CLI on the small toy set."""
     tmp = tmp_path_factory.mktemp("vggishish")
     cli = AvgenCLI(args=[*toy_args("toy_vggishish.yaml", toy_root, tmp), "--trainer.max_epochs=30"])
     assert cli.trainer.callback_metrics["val/acc"] > 0.5  # 6 classes: well above chance

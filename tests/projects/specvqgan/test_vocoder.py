@@ -1,4 +1,5 @@
-"""SpecVQGAN's MelGAN vocoder: paper sizes, official weights, safe args files, the toy stage learning."""
+"""SpecVQGAN's MelGAN vocoder (arXiv:2110.08791, sec. 3.3, 6.1.5; official `vocoder/modules.py`): paper sizes,
+official weights against an independent reference of the official modules, safe args files, the toy stage."""
 
 import argparse
 import os
@@ -9,13 +10,20 @@ import pytest
 import torch
 import yaml
 
-from projects.specvqgan.convert_melgan import UnsafeArgsError, load_official_melgan, read_official_args
+from projects.specvqgan.convert_melgan import (
+    UnsafeArgsError,
+    convert_melgan_state_dict,
+    load_official_melgan,
+    read_official_args,
+)
 from projects.specvqgan.models import MelGANDiscriminator, MelGANGenerator
 from projects.specvqgan.vocoder import load_vocoder
 from shared.audio import GriffinLimVocoder, MelFrontEnd
 from shared.cli import AvgenCLI
 from shared.data.loaders import random_windows as random_segments
 from tests.conftest import REPO
+
+from . import melgan_reference
 
 CONFIGS = REPO / "projects" / "specvqgan" / "configs"
 
@@ -27,7 +35,7 @@ def n_params(module) -> int:
 @pytest.fixture(autouse=True)
 def one_thread():
     """These networks are small enough that per-op overhead dominates: on a 2-core machine shared with
-    other jobs, a second intra-op thread made a toy training step 15 times slower (7.7 s vs 0.53 s)."""
+    other jobs, a second intra-op thread made a toy training step many times slower (README, "Test suite")."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -36,7 +44,7 @@ def one_thread():
 
 def test_paper_sizes_and_shapes():
     generator, discriminator = MelGANGenerator(), MelGANDiscriminator()
-    assert n_params(generator) == 4_266_050  # reference card sec. 7
+    assert n_params(generator) == 4_266_050  # the released best_netG.pt
     assert n_params(discriminator) == 16_924_086
     with torch.no_grad():
         wave = generator(torch.rand(2, 80, 12))
@@ -56,71 +64,58 @@ def test_a_10_s_spectrogram_gives_217088_samples():
 
 
 # ---------------------------------------------------------------------------------- official weights
-def official_layout(n_mels: int, ngf: int, n_res: int, ratios=(8, 8, 2, 2)) -> dict[str, tuple]:
-    """Key -> shape of the official generator's state dict, from its nn.Sequential order (written from the
-    architecture: pad, conv, then per ratio LReLU, transposed conv, n_res residual units; LReLU, pad, conv,
-    tanh). Old-style weight norm: g is [out, 1, 1] for a conv, [in, 1, 1] for a transposed conv (dim 0)."""
-    shapes, index = {}, 1
-    ch = 2 ** len(ratios) * ngf
-
-    def conv(prefix, c_in, c_out, k, transposed=False):
-        v = (c_in, c_out, k) if transposed else (c_out, c_in, k)
-        shapes.update(
-            {f"{prefix}.weight_g": (v[0], 1, 1), f"{prefix}.weight_v": v, f"{prefix}.bias": (c_out,)}
-        )
-
-    conv("model.1", n_mels, ch, 7)
-    index = 2
-    for r in ratios:
-        conv(f"model.{index + 1}", ch, ch // 2, 2 * r, transposed=True)
-        ch //= 2
-        index += 2
-        for _ in range(n_res):
-            conv(f"model.{index}.block.2", ch, ch, 3)
-            conv(f"model.{index}.block.4", ch, ch, 1)
-            conv(f"model.{index}.shortcut", ch, ch, 1)
-            index += 1
-    conv(f"model.{index + 2}", ch, 1, 7)  # after LReLU and ReflectionPad
-    return shapes
-
-
-def write_official_release(folder: Path, n_mels=80, ngf=4, n_res=3, args_ngf=None) -> dict:
-    torch.manual_seed(1)
-    state = {k: torch.randn(shape) * 0.3 for k, shape in official_layout(n_mels, ngf, n_res).items()}
+def write_official_release(
+    folder: Path, n_mels=80, ngf=4, n_res=3, args_ngf=None
+) -> melgan_reference.Generator:
+    """The official generator (independent reference, random weights) saved as the release is: `best_netG.pt`
+    (its plain state dict) and `args.yml` (the PyYAML dump of its argparse Namespace)."""
+    official = melgan_reference.randomize(melgan_reference.Generator(n_mels, ngf, n_res), seed=1)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(state, folder / "best_netG.pt")
+    torch.save(official.state_dict(), folder / "best_netG.pt")
     args = argparse.Namespace(
         n_mel_channels=n_mels, ngf=args_ngf or ngf, n_residual_layers=n_res, seq_len=8192,
         data_path=Path("/home/nvme/data/vggsound/features/melspec_10s_22050hz"), load_path=None,
     )  # fmt: skip
     (folder / "args.yml").write_text(yaml.dump(args))  # what the official training script writes
-    return state
+    return official
 
 
-def directly_set(state: dict) -> MelGANGenerator:
-    """A generator of ours without weight norm whose conv weights are set from g and v by hand."""
-    generator = MelGANGenerator(ngf=4, n_residual_layers=3).remove_weight_norm()
-    for key in [k for k in state if k.endswith(".weight_v")]:
-        path = key[: -len(".weight_v")]
-        g, v = state[f"{path}.weight_g"], state[key]
-        module = generator.get_submodule(path)
-        module.weight.data = g * v / v.flatten(1).norm(dim=1)[:, None, None]
-        module.bias.data = state[f"{path}.bias"]
-    return generator.eval()
+def test_reference_melgan_has_the_official_sizes():
+    generator = melgan_reference.Generator(80, 32, 3)
+    discriminator = melgan_reference.Discriminator(3, 16, 4, 4)
+    assert n_params(generator) == 4_266_050 and n_params(discriminator) == 16_924_086  # the released sizes
+    assert "model.1.weight_g" in generator.state_dict()  # old-style weight norm, as the release
 
 
-def test_official_release_loads_exactly(tmp_path):
-    state = write_official_release(tmp_path / "vggsound")
+@torch.no_grad()
+def test_official_release_gives_the_official_generator_s_waveform(tmp_path):
+    official = write_official_release(tmp_path / "vggsound")
     assert "!!python/object:argparse.Namespace" in (tmp_path / "vggsound" / "args.yml").read_text()
     vocoder = load_vocoder(tmp_path / "vggsound")
     assert vocoder.kind == "melgan" and not vocoder.training and vocoder.sample_rate == 22050
     mel = torch.rand(2, 80, 20)
-    expected = directly_set(state)(mel).squeeze(1)
+    expected = official(mel).squeeze(1)
+    assert expected.std() > 0.1 and vocoder(mel).shape == (2, 256 * 20)
     assert torch.allclose(vocoder(mel), expected, atol=1e-5)
-    assert vocoder(mel).shape == (2, 256 * 20)
     # the .pt file alone gives the same generator (sizes read from the shapes)
-    alone = load_official_melgan(tmp_path / "vggsound" / "best_netG.pt").remove_weight_norm()
+    alone = load_official_melgan(tmp_path / "vggsound" / "best_netG.pt")
     assert torch.allclose(alone(mel).squeeze(1), expected, atol=1e-5)
+
+
+@torch.no_grad()
+def test_official_discriminator_weights_give_the_official_scores():
+    official = melgan_reference.randomize(melgan_reference.Discriminator(3, 16, 4, 4), seed=2)
+    ours = MelGANDiscriminator()
+    ours.load_state_dict(convert_melgan_state_dict(official.state_dict(), ours))
+    wave = torch.rand(2, 1, 4096) * 2 - 1
+    expected, scores = official(wave), ours.eval()(wave)
+    assert len(scores) == len(expected) == 3
+    for theirs, mine in zip(expected, scores, strict=True):
+        assert len(mine) == len(theirs) == 7
+        for a, b in zip(theirs, mine, strict=True):
+            assert a.shape == b.shape and torch.allclose(b, a, atol=1e-4 * a.abs().max()), a.shape
+    with pytest.raises(ValueError, match=r"do not fit our MelGANDiscriminator"):
+        convert_melgan_state_dict(official.state_dict(), MelGANDiscriminator(num_D=2))
 
 
 def test_official_release_whose_args_disagree_is_refused(tmp_path):
@@ -189,8 +184,8 @@ def toy_args(command: str, toy_root: Path, tmp_path: Path, version: str) -> list
 
 @pytest.mark.slow
 def test_toy_vocoder_learns_and_its_checkpoint_loads(toy_root, tmp_path):
-    """100 steps of the toy config through the CLI: the validation mel L1 of the test's toy set falls well below
-    that of the untrained generator (measured 0.124 -> 0.078; at 50 steps 0.087, too close to the bound)."""
+    """100 steps of the toy config through the CLI: the validation mel L1 of the test's toy set falls well
+    below that of the untrained generator (why 100 steps and 0.7: the README's "Test suite" section)."""
     initial = AvgenCLI(args=toy_args("validate", toy_root, tmp_path, "run"))  # no checkpoint yet: step 0
     before = float(initial.trainer.callback_metrics["val/mel_l1"])
     steps = 100
