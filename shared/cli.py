@@ -159,7 +159,7 @@ class AvgenCLI(LightningCLI):
         """Keep the config and the command line authoritative when a checkpoint is given.
 
         Lightning would parse the checkpoint's hyper-parameters over the parsed config, so that
-        `avgen test --ckpt_path=... --model.init_args.top_k=64` silently evaluates with the top-k the model
+        `avgen test --ckpt_path=... --model.init_args.sampling.top_k=64` silently evaluates with the top-k the model
         was trained with. The run folder's `config.yaml` already holds those values for whoever wants them.
         """
 
