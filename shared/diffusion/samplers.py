@@ -1,15 +1,15 @@
 """AudioLDM2's DDPM schedule and the samplers TiVA uses, as thin layers over diffusers' schedulers.
 
 Why wrappers at all: the schedulers are stateful, so each sampling call creates its own; and two settings
-silently change the result if left to diffusers' defaults or inherited through `from_config` (reference
-card tiva.md sec. 6 and 10):
+silently change the result if left to diffusers' defaults or inherited through `from_config` (AudioLDM2's
+scheduler config, `cvssp/audioldm2` `scheduler/scheduler_config.json`):
 
 - the schedule is the LDM "linear" one, betas = linspace(sqrt 0.0015, sqrt 0.0195)^2, which diffusers calls
   `scaled_linear` (its `linear` gives alphā_999 = 2.57e-5 instead of 1.42e-4);
 - the sampling timesteps must start at t = 999, where the initial latent is pure noise: AudioLDM2's
   scheduler config carries `timestep_spacing="leading", steps_offset=1`, which gives 951, 913, ..., 39 for 25
-  steps. Here the spacing is always set explicitly: `linspace` (999, 959, ..., 40) for DPM-Solver, as the
-  original solver's time-uniform grid, and `trailing` (999, 994, ..., 4 for 200 steps) for DDPM.
+  steps. Here the spacing is always set explicitly: uniform in logSNR (999, 966, ..., 1, 0) for DPM-Solver
+  (`DPMSolverSampler` says why) and `trailing` (999, 994, ..., 4 for 200 steps) for DDPM.
 
 The forward process (`add_noise`) is computed in float32 whatever the latents' dtype: in bfloat16 the noise
 added at small t rounds away to exactly zero.
@@ -68,41 +68,64 @@ class _Sampler:
         device: torch.device | str | None = None,
         x_T: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x_0 [shape] from x_T ~ N(0, I) (or the given `x_T`), with `steps` model evaluations."""
+        """x_0 [shape] from x_T ~ N(0, I) (or the given `x_T`), with `steps` model evaluations; `generator`
+        also draws the noise of stochastic samplers."""
         scheduler = self.scheduler(steps, device)
         x = x_T if x_T is not None else torch.randn(shape, generator=generator, device=device)
         x = x * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             eps = denoise(x, t.to(x.device).expand(x.shape[0]))
-            x = self._step(scheduler, eps, t, x, generator)
+            x = scheduler.step(eps, t, x, generator=generator).prev_sample
         return x
 
-    def _step(self, scheduler, eps, t, x, generator):
-        return scheduler.step(eps, t, x).prev_sample
+
+SPACINGS = ("logsnr", "linspace", "trailing", "karras")
 
 
 class DPMSolverSampler(_Sampler):
-    """DPM-Solver++ (2M, midpoint, lower order at the last step), deterministic (TiVA sec. 4.1.1: second-order
-    DPM-Solver, 25 steps). `final_sigmas_type="zero"` (diffusers' default) makes the last step return x̂_0;
-    "sigma_min" ends at the smallest training noise level, as the original solver does."""
+    """DPM-Solver++ (multistep, data prediction) over AudioLDM2's schedule (TiVA sec. 4.1.1: "second-order
+    DPM-Solver", 25 steps; Lu et al., DPM-Solver arXiv:2206.00927 and DPM-Solver++ arXiv:2211.01095).
+
+    The paper names only the order and the step count. The other choices, and why:
+
+    - `spacing="logsnr"` (diffusers' `use_lu_lambdas`): steps uniform in λ = log(α/σ), as in the DPM-Solver
+      paper's experiments (sec. 3.3, 4). The time-uniform grid (`linspace`, 999, 959, ..., 40; `trailing` is
+      the same grid ending at 39) is what `LuChengTHU/dpm-solver` recommends for guided sampling
+      (`skip_type="time_uniform"`), but with AudioLDM2's schedule its last model call is at t = 40, σ = 0.26:
+      there the last step either jumps to x̂_0 (`final_sigmas_type="zero"`), the posterior mean, which washes
+      out every detail smaller than that noise, or stops at σ_min = 0.039 with that noise left in
+      (`"sigma_min"`, as the official code does). logSNR spacing ends at t = 0 and converges at second order;
+      `karras` (Karras et al. arXiv:2206.00364) also ends at t = 0. projects/tiva/README.md has the figures.
+    - `final_sigmas_type="zero"`: the last step, from t = 0 (σ = 0.039 with logSNR spacing), returns x̂_0.
+    - `solver_order=2`, midpoint, lower order at the last step; `algorithm_type="dpmsolver++"` (deterministic)
+      or `"sde-dpmsolver++"` (its stochastic second-order variant, noise from the sampling generator).
+    """
 
     def __init__(
-        self, training: DDPMScheduler, final_sigmas_type: str = "zero", use_lu_lambdas: bool = False
+        self,
+        training: DDPMScheduler,
+        spacing: str = "logsnr",
+        final_sigmas_type: str = "zero",
+        solver_order: int = 2,
+        algorithm_type: str = "dpmsolver++",
     ):
         super().__init__(training)
-        self.final_sigmas_type, self.use_lu_lambdas = final_sigmas_type, use_lu_lambdas
+        if spacing not in SPACINGS:
+            raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+        self.options = {
+            # explicit, so AudioLDM2's "leading" + offset 1 is never inherited (module docstring)
+            "timestep_spacing": "trailing" if spacing == "trailing" else "linspace",
+            "steps_offset": 0,
+            "use_lu_lambdas": spacing == "logsnr",
+            "use_karras_sigmas": spacing == "karras",
+            "final_sigmas_type": final_sigmas_type,
+            "solver_order": solver_order,
+            "algorithm_type": algorithm_type,
+        }
 
     def scheduler(self, steps: int, device: torch.device | str | None = None) -> DPMSolverMultistepScheduler:
         scheduler = DPMSolverMultistepScheduler.from_config(
-            self.training.config,
-            algorithm_type="dpmsolver++",
-            solver_order=2,
-            solver_type="midpoint",
-            lower_order_final=True,
-            timestep_spacing="linspace",
-            steps_offset=0,
-            final_sigmas_type=self.final_sigmas_type,
-            use_lu_lambdas=self.use_lu_lambdas,
+            self.training.config, solver_type="midpoint", lower_order_final=True, **self.options
         )
         scheduler.set_timesteps(steps, device=device)
         return scheduler
@@ -117,6 +140,3 @@ class DDPMSampler(_Sampler):
         )
         scheduler.set_timesteps(steps, device=device)
         return scheduler
-
-    def _step(self, scheduler, eps, t, x, generator):
-        return scheduler.step(eps, t, x, generator=generator).prev_sample
