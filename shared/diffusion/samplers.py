@@ -112,6 +112,9 @@ class DPMSolverSampler(_Sampler):
         super().__init__(training)
         if spacing not in SPACINGS:
             raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+        if spacing in ("logsnr", "karras") and final_sigmas_type == "sigma_min" and solver_order > 2:
+            # these grids already end at σ_min: the extra step has h = 0, which diffusers' 3M divides by
+            raise ValueError(f"{spacing} spacing with final_sigmas_type='sigma_min' needs solver_order <= 2")
         self.options = {
             # explicit, so AudioLDM2's "leading" + offset 1 is never inherited (module docstring)
             "timestep_spacing": "trailing" if spacing == "trailing" else "linspace",

@@ -162,6 +162,14 @@ def test_last_step_keeps_the_detail_above_its_noise_level():
     assert derived[0] > 0.8  # logSNR spacing keeps most of the fine dimension, time-uniform a fifth
 
 
+def test_a_zero_length_last_step_of_third_order_is_refused():
+    # logSNR spacing ends at t = 0 = σ_min already; diffusers' 3M would return NaN for the extra step
+    with pytest.raises(ValueError, match="solver_order"):
+        DPMSolverSampler(training_scheduler(), final_sigmas_type="sigma_min", solver_order=3)
+    with pytest.raises(ValueError, match="spacing"):
+        DPMSolverSampler(training_scheduler(), spacing="uniform")
+
+
 def test_ddpm_sampler_is_ancestral_and_reproducible():
     training = training_scheduler()
     model = fixed_model()
