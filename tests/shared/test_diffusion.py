@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
 
-from shared.diffusion import DDPMSampler, DPMSolverSampler, training_scheduler
+from shared.diffusion import DDPMSampler, DPMSolverOptions, DPMSolverSampler, training_scheduler
 
 
 def test_schedule_is_audioldm2s_scaled_linear_one():
@@ -32,7 +32,9 @@ def test_sampling_timesteps_start_at_pure_noise():
     assert (
         logsnr[0] == 999 and logsnr[-1] == 0 and logsnr == sorted(logsnr, reverse=True) and len(logsnr) == 25
     )
-    timesteps = DPMSolverSampler(training, spacing="linspace").scheduler(25).timesteps.tolist()
+    timesteps = (
+        DPMSolverSampler(training, DPMSolverOptions(spacing="linspace")).scheduler(25).timesteps.tolist()
+    )
     assert timesteps[:3] == [999, 959, 919] and timesteps[-2:] == [80, 40] and len(timesteps) == 25
     # what inheriting the spacing of AudioLDM2's scheduler config ("leading", offset 1) would have given
     inherited = DPMSolverMultistepScheduler.from_config(
@@ -91,7 +93,7 @@ def test_dpm_solver_equals_a_plain_implementation_of_its_update_rule(steps):
     training = training_scheduler()
     model = fixed_model()
     x_T = torch.randn(4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    sampler = DPMSolverSampler(training, spacing="linspace")
+    sampler = DPMSolverSampler(training, DPMSolverOptions(spacing="linspace"))
     ours = sampler.sample(lambda x, t: model(x.double(), t).to(x.dtype), x_T.shape, steps, x_T=x_T.float())
     timesteps = sampler.scheduler(steps).timesteps.tolist()
     reference = plain_dpm_solver_pp_2m(model, x_T, timesteps, training.alphas_cumprod)
@@ -119,7 +121,7 @@ def test_dpm_solver_converges_to_the_exact_ode_solution_on_gaussian_data():
     errors = {}
     for spacing in ("linspace", "logsnr"):  # time-uniform and logSNR-uniform (the default) steps
         for steps in (10, 25, 50, 200):
-            sampler = DPMSolverSampler(training, spacing=spacing)
+            sampler = DPMSolverSampler(training, DPMSolverOptions(spacing=spacing))
             out = sampler.sample(lambda x, t: exact_eps(x, t).to(x.dtype), x_T.shape, steps, x_T=x_T)
             errors[spacing, steps] = (out - exact).abs().max().item()
     print("DPM-Solver max error against the exact ODE solution (spacing, steps):", errors)
@@ -151,7 +153,7 @@ def test_last_step_keeps_the_detail_above_its_noise_level():
     exact = s / (ac[999] * s**2 + 1 - ac[999]).sqrt()
     for spacing, last_t in (("linspace", 40), ("logsnr", 0)):
         kept = (
-            DPMSolverSampler(training, spacing=spacing).sample(
+            DPMSolverSampler(training, DPMSolverOptions(spacing=spacing)).sample(
                 exact_eps, (1, 3), 25, x_T=torch.ones(1, 3, dtype=torch.float64)
             )[0]
             / exact
@@ -165,9 +167,9 @@ def test_last_step_keeps_the_detail_above_its_noise_level():
 def test_a_zero_length_last_step_of_third_order_is_refused():
     # logSNR spacing ends at t = 0 = σ_min already; diffusers' 3M would return NaN for the extra step
     with pytest.raises(ValueError, match="solver_order"):
-        DPMSolverSampler(training_scheduler(), final_sigmas_type="sigma_min", solver_order=3)
+        DPMSolverOptions(final_sigmas_type="sigma_min", solver_order=3)
     with pytest.raises(ValueError, match="spacing"):
-        DPMSolverSampler(training_scheduler(), spacing="uniform")
+        DPMSolverOptions(spacing="uniform")
 
 
 def test_ddpm_sampler_is_ancestral_and_reproducible():
