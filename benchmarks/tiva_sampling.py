@@ -25,22 +25,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from projects.tiva.pipeline import COLUMNS, evaluate_run
+from shared.diffusion import DPMSolverOptions
 from shared.runs import run_checkpoint
 
 
 @dataclass(frozen=True)
 class Setting:
-    sampler: str  # TiVA's `sampler`: "dpm_solver" or "ddpm"
+    sampler: str  # `SamplingSettings.sampler`: "dpm_solver" or "ddpm"
     steps: int
-    options: dict = field(default_factory=dict)  # `shared.diffusion.DPMSolverSampler` keywords
+    options: dict = field(default_factory=dict)  # `shared.diffusion.DPMSolverOptions` fields, others default
     guidance_scale: float = 5.0
 
     def overrides(self, seed: int) -> list[str]:
+        """`avgen test` arguments; every DPM-Solver option is given, so the run's saved config cannot differ."""
+        sampling = "--model.init_args.sampling"
         return [
-            f"--model.init_args.sampler={self.sampler}",
-            f"--model.init_args.steps={self.steps}",
-            f"--model.init_args.sampler_options={json.dumps(self.options)}",
-            f"--model.init_args.guidance_scale={self.guidance_scale}",
+            f"{sampling}.sampler={self.sampler}",
+            f"{sampling}.steps={self.steps}",
+            f"{sampling}.guidance_scale={self.guidance_scale}",
+            *(f"{sampling}.dpm_solver.{k}={v}" for k, v in asdict(DPMSolverOptions(**self.options)).items()),
             f"--model.init_args.eval_seed={seed}",
         ]
 
