@@ -1,53 +1,132 @@
-"""25 DPM-Solver steps against 200 DDPM steps on the same trained toy TiVA model (paper sec. 4.1.1).
+"""Sampler settings on the same trained toy TiVA model against 200 DDPM steps (paper sec. 4.1.1: second-order
+DPM-Solver, 25 steps, classifier-free guidance 5.0).
 
 Run after the toy pipeline (`make train PROJECT=tiva`), which leaves the joint stage and the toy Melception
 in runs/tiva/:
 
-    python benchmarks/tiva_sampling.py [--run runs/tiva/toy_joint/default] [--melception runs/tiva/toy_melception/default]
+    python benchmarks/tiva_sampling.py [--settings ddpm-200 dpm-25 ...] [--seeds 1234 999]
+        [--run runs/tiva/toy_joint/default] [--melception runs/tiva/toy_melception/default]
 
-Each sampler generates every test clip as many times as the pipeline's summary does (`EVAL_SAMPLES`), with
-the same seeds (classifier-free guidance 5.0), and is scored by the same metrics; the time per clip covers S,
-T, the sampler and the VAE decoder (the vocoder excluded, as the paper measures it). Prints a table and
-writes it to `--out` (JSON).
+`--settings all` runs every named setting of `SETTINGS` (the diagnosis in projects/tiva/README.md); the
+default is DDPM-200, the sampler's default and the time-uniform grid it replaced. Each setting generates
+every test clip as many times as the pipeline's summary does (`EVAL_SAMPLES`), once per noise seed
+(`eval_seed`; the same seeds for every setting), through the summary's own evaluation
+(`projects.tiva.pipeline.evaluate_run`), so the metrics are the summary's. The time per clip covers S, T,
+the sampler and the VAE decoder (the vocoder excluded, as the paper measures it). Prints a table (the mean
+over seeds, and each seed's FAD) and writes every seed's metrics to `--out` (JSON) after each setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from projects.tiva.pipeline import COLUMNS, evaluate_run
+from shared.diffusion import DPMSolverOptions
+from shared.runs import run_checkpoint
 
-SETTINGS = {"DPM-Solver, 25 steps": ["dpm_solver", 25], "DDPM, 200 steps": ["ddpm", 200]}
+
+@dataclass(frozen=True)
+class Setting:
+    sampler: str  # `SamplingSettings.sampler`: "dpm_solver" or "ddpm"
+    steps: int
+    options: dict = field(default_factory=dict)  # `shared.diffusion.DPMSolverOptions` fields, others default
+    guidance_scale: float = 5.0
+
+    def overrides(self, seed: int) -> list[str]:
+        """`avgen test` arguments; every DPM-Solver option is given, so the run's saved config cannot differ."""
+        sampling = "--model.init_args.sampling"
+        return [
+            f"{sampling}.sampler={self.sampler}",
+            f"{sampling}.steps={self.steps}",
+            f"{sampling}.guidance_scale={self.guidance_scale}",
+            *(f"{sampling}.dpm_solver.{k}={v}" for k, v in asdict(DPMSolverOptions(**self.options)).items()),
+            f"--model.init_args.eval_seed={seed}",
+        ]
 
 
-def best_or_last(run: Path) -> Path:
-    for name in ("best.ckpt", "last.ckpt"):
-        if (run / "checkpoints" / name).is_file():
-            return run / "checkpoints" / name
-    raise FileNotFoundError(f"{run}/checkpoints: no best.ckpt or last.ckpt (run the toy pipeline first)")
+SETTINGS = {
+    "ddpm-200": Setting("ddpm", 200),
+    "ddpm-1000": Setting("ddpm", 1000),
+    # DPMSolverSampler's default: 2M, logSNR-uniform steps 999 ... 0, the last step to x̂_0
+    "dpm-25": Setting("dpm_solver", 25),
+    "dpm-50": Setting("dpm_solver", 50),
+    "dpm-100": Setting("dpm_solver", 100),
+    # time-uniform grid 999, 959, ..., 40, last step to x̂_0 (the sampler's default until this benchmark)
+    "dpm-25-linspace": Setting("dpm_solver", 25, {"spacing": "linspace"}),
+    "dpm-100-linspace": Setting("dpm_solver", 100, {"spacing": "linspace"}),
+    # the same grid ending at σ_min (t = 0) without a final x̂_0 step, as LuChengTHU/dpm-solver does
+    "dpm-25-linspace-sigma_min": Setting(
+        "dpm_solver", 25, {"spacing": "linspace", "final_sigmas_type": "sigma_min"}
+    ),
+    "dpm-25-sigma_min": Setting("dpm_solver", 25, {"final_sigmas_type": "sigma_min"}),
+    "dpm-25-karras": Setting("dpm_solver", 25, {"spacing": "karras"}),
+    "dpm-25-3m": Setting("dpm_solver", 25, {"solver_order": 3}),
+    "dpm-25-sde": Setting("dpm_solver", 25, {"algorithm_type": "sde-dpmsolver++"}),
+    # guidance: does the gap to DDPM grow with the scale?
+    "ddpm-200-g1": Setting("ddpm", 200, guidance_scale=1.0),
+    "dpm-25-g1": Setting("dpm_solver", 25, guidance_scale=1.0),
+    "dpm-25-linspace-g1": Setting("dpm_solver", 25, {"spacing": "linspace"}, guidance_scale=1.0),
+}
+DEFAULT_SETTINGS = ["ddpm-200", "dpm-25", "dpm-25-linspace"]
+METRICS = tuple(c for c in COLUMNS if c != "layout_l2")
+
+
+def summary(per_seed: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The mean over seeds of each metric, and its spread (max - min) as `<metric>_spread`."""
+    out = {}
+    for metric in METRICS:
+        values = [m[metric] for m in per_seed.values() if metric in m]
+        if values:
+            out[metric] = statistics.fmean(values)
+            out[f"{metric}_spread"] = max(values) - min(values)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, help="names of SETTINGS, or 'all'")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1234, 999], help="eval_seed of each run")
     parser.add_argument("--run", default="runs/tiva/toy_joint/default")
     parser.add_argument("--melception", default="runs/tiva/toy_melception/default")
     parser.add_argument("--out", default="runs/tiva/benchmark_sampling.json")
     args = parser.parse_args()
+    names = list(SETTINGS) if args.settings == ["all"] else args.settings
+    if unknown := [n for n in names if n not in SETTINGS]:
+        parser.error(f"unknown settings {unknown}; choose from {list(SETTINGS)} or 'all'")
     run = Path(args.run)
-    checkpoint, melception = best_or_last(run), best_or_last(Path(args.melception))
+    checkpoint, melception = run_checkpoint(run), run_checkpoint(args.melception)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     results = {}
-    for label, (sampler, steps) in SETTINGS.items():
-        overrides = [f"--model.init_args.sampler={sampler}", f"--model.init_args.steps={steps}"]
-        results[label] = evaluate_run(run, checkpoint, melception, overrides)
-    print(f"{'sampler':<24}" + "".join(f"{c:>18}" for c in COLUMNS))
-    for label, metrics in results.items():
-        print(f"{label:<24}" + "".join(f"{metrics.get(c, float('nan')):18.4f}" for c in COLUMNS))
-    dpm, ddpm = (results[k]["seconds_per_clip"] for k in SETTINGS)
-    print(f"speed: DDPM 200 steps takes {ddpm / dpm:.1f}x the time of DPM-Solver 25 steps per clip")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"results": results, "speed_ratio": ddpm / dpm}, indent=2))
+    for name in names:
+        setting = SETTINGS[name]
+        per_seed = {
+            str(seed): evaluate_run(run, checkpoint, melception, setting.overrides(seed))
+            for seed in args.seeds
+        }
+        results[name] = {"setting": asdict(setting), "seeds": per_seed, "mean": summary(per_seed)}
+        out.write_text(json.dumps({"checkpoint": str(checkpoint), "results": results}, indent=2))
+
+    labels = {"fid": "FAD", "mkl": "KL", "is": "IS", "w_dis": "W-dis", "dtw_dis": "DTW-dis"}
+    seeds = " ".join(f"FAD@{s}" for s in args.seeds)
+    print(f"mean over seeds {args.seeds}; s/clip = generation time per clip, vocoder excluded")
+    print(f"{'setting':<27}" + "".join(f"{labels.get(c, 's/clip'):>9}" for c in METRICS) + f"   {seeds}")
+    for name, result in results.items():
+        mean = result["mean"]
+        fads = " ".join(f"{m.get('fid', float('nan')):.2f}" for m in result["seeds"].values())
+        print(f"{name:<27}" + "".join(f"{mean.get(c, float('nan')):9.3f}" for c in METRICS) + f"   {fads}")
+    if "ddpm-200" in results:
+        ddpm = results["ddpm-200"]["mean"]
+        for name, result in results.items():
+            mean = result["mean"]
+            print(
+                f"{name:<27} FAD {mean['fid'] / ddpm['fid']:.2f}x of DDPM-200's, "
+                f"{ddpm['seconds_per_clip'] / mean['seconds_per_clip']:.1f}x its speed"
+            )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Classifier-free guidance (Ho & Salimans 2022) for noise predictions and for logits.
 
-TiVA (sec. 4.1.1, reference card sec. 5): 10 % of the semantic conditions are zeroed in training, per
-sample, and the unconditional branch at sampling is that zero condition; ε̂ = ε_u + w (ε_c - ε_u) with
-w = 5.0. Both branches run in one batched forward (`batched_guidance`), which halves the kernel launches
-of two separate calls and gives the same numbers.
+TiVA (sec. 4.1.1): 10 % of the semantic conditions are zeroed in training, per sample, and the unconditional
+branch at sampling is that zero condition; ε̂ = ε_u + w (ε_c - ε_u) with w = 5.0. Both branches run in one
+batched forward (`batched_guidance`), which halves the kernel launches of two separate calls and gives the
+same numbers.
 """
 
 from __future__ import annotations

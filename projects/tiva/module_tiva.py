@@ -31,13 +31,14 @@ Inference is `projects.tiva.models.TiVAPipeline` (S, T, G, VAE, vocoder; no Ligh
 settings (`SamplingSettings`: DPM-Solver 25 steps, guidance 5.0, T's layouts, one sample per clip by default).
 
 Evaluation (`avgen test`): each clip is generated `sampling.samples` times (fresh noise each time, all in one
-sampler call) and scored on its first `eval_seconds` (8.0: the paper scores the first 8 s of its 10.24-s
-outputs for consistency with Diff-Foley, sec. 4.1.2; a shorter clip, such as the toy set's 1.92 s, is scored
-whole; None scores every clip whole), against the same part of the reference audio. Logged: FAD / KL / IS on
-Melception (`melception_ckpt`: the toy-trained one or SpecVQGAN's official file; the 16 kHz audio is resampled
-to 22,050 Hz for it, `shared.encoders.melception_inputs`), W-dis and DTW-dis of the onset-detection curves
-(sec. 4.1.3), the layout L2 of T, and the generation time per clip from the cached CLIP features to the
-decoded mel (the vocoder excluded, sec. 4.1.3; a ground-truth layout is computed before the clock starts).
+sampler call, the noise drawn from `eval_seed`) and scored on its first `eval_seconds` (8.0: the paper scores
+the first 8 s of its 10.24-s outputs for consistency with Diff-Foley, sec. 4.1.2; a shorter clip, such as the
+toy set's 1.92 s, is scored whole; None scores every clip whole), against the same part of the reference
+audio. Logged: FAD / KL / IS on Melception (`melception_ckpt`: the toy-trained one or SpecVQGAN's official
+file; the 16 kHz audio is resampled to 22,050 Hz for it, `shared.encoders.melception_inputs`), W-dis and
+DTW-dis of the onset-detection curves (sec. 4.1.3), the layout L2 of T, and the generation time per clip from
+the cached CLIP features to the decoded mel (the vocoder excluded, sec. 4.1.3; a ground-truth layout is
+computed before the clock starts).
 At validation, `examples(batch)` gives `shared.callbacks.MelExampleLogger` what to show in TensorBoard:
 generated mels beside the real ones, T's layouts beside the true ones, and the generated and real sound.
 """
@@ -112,6 +113,7 @@ class TiVA(LightningModule):
         cond_drop: float = 0.1,
         sampling: SamplingSettings = SamplingSettings(),  # noqa: B008 (frozen: safe as a default)
         eval_seconds: float | None = 8.0,
+        eval_seed: int = 1234,
         melception_ckpt: str | None = None,
         melception_stats: str | None = None,
         cache_audio_targets: bool = False,
@@ -315,7 +317,8 @@ class TiVA(LightningModule):
         self._start_metrics()
 
     def _evaluate(self, batch: dict, stage: str) -> None:
-        generator = torch.Generator(self.device).manual_seed(1234)  # the same noise at every check
+        # the same noise at every check
+        generator = torch.Generator(self.device).manual_seed(self.hparams.eval_seed)
         losses = self.losses(batch, generator=generator)
         self.eval_means.log(self, stage, losses, len(batch["wave"]))
         if self.trainer.state.fn == "fit" or self.hparams.stage == "layout":

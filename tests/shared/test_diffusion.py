@@ -1,12 +1,12 @@
 """shared.diffusion: AudioLDM2's schedule, the timestep traps, and DPM-Solver++ against a plain implementation
-and against the exact probability-flow ODE (reference card tiva.md sec. 6 and 11)."""
+and against the exact probability-flow ODE of Gaussian data."""
 
 import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
 
-from shared.diffusion import DDPMSampler, DPMSolverSampler, training_scheduler
+from shared.diffusion import DDPMSampler, DPMSolverOptions, DPMSolverSampler, training_scheduler
 
 
 def test_schedule_is_audioldm2s_scaled_linear_one():
@@ -28,7 +28,13 @@ def test_forward_process_runs_in_float32_for_bfloat16_latents():
 
 def test_sampling_timesteps_start_at_pure_noise():
     training = training_scheduler()
-    timesteps = DPMSolverSampler(training).scheduler(25).timesteps.tolist()
+    logsnr = DPMSolverSampler(training).scheduler(25).timesteps.tolist()  # the default spacing
+    assert (
+        logsnr[0] == 999 and logsnr[-1] == 0 and logsnr == sorted(logsnr, reverse=True) and len(logsnr) == 25
+    )
+    timesteps = (
+        DPMSolverSampler(training, DPMSolverOptions(spacing="linspace")).scheduler(25).timesteps.tolist()
+    )
     assert timesteps[:3] == [999, 959, 919] and timesteps[-2:] == [80, 40] and len(timesteps) == 25
     # what inheriting the spacing of AudioLDM2's scheduler config ("leading", offset 1) would have given
     inherited = DPMSolverMultistepScheduler.from_config(
@@ -57,8 +63,8 @@ def fixed_model(dim: int = 6):
 
 
 def plain_dpm_solver_pp_2m(model, x: torch.Tensor, timesteps: list[int], alphas_cumprod: torch.Tensor):
-    """DPM-Solver++(2M), midpoint, written from the update rule (reference card sec. 6), first order at the
-    first step and at the last, which goes to sigma = 0 and returns x̂_0."""
+    """DPM-Solver++(2M), midpoint, written from the update rule (DPM-Solver++ arXiv:2211.01095, Algorithm 2),
+    first order at the first step and at the last, which goes to sigma = 0 and returns x̂_0."""
     ac = alphas_cumprod.double()
     alpha = lambda t: ac[t].sqrt()  # noqa: E731
     sigma = lambda t: (1 - ac[t]).sqrt()  # noqa: E731
@@ -87,7 +93,7 @@ def test_dpm_solver_equals_a_plain_implementation_of_its_update_rule(steps):
     training = training_scheduler()
     model = fixed_model()
     x_T = torch.randn(4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    sampler = DPMSolverSampler(training)
+    sampler = DPMSolverSampler(training, DPMSolverOptions(spacing="linspace"))
     ours = sampler.sample(lambda x, t: model(x.double(), t).to(x.dtype), x_T.shape, steps, x_T=x_T.float())
     timesteps = sampler.scheduler(steps).timesteps.tolist()
     reference = plain_dpm_solver_pp_2m(model, x_T, timesteps, training.alphas_cumprod)
@@ -113,21 +119,57 @@ def test_dpm_solver_converges_to_the_exact_ode_solution_on_gaussian_data():
     a_T, sig_T = ac[999].sqrt(), (1 - ac[999]).sqrt()
     exact = mu + s * (x_T - a_T * mu) / (a_T**2 * s**2 + sig_T**2).sqrt()
     errors = {}
-    for lu_lambdas in (False, True):  # time-uniform (the sampler's default) and logSNR-uniform steps
+    for spacing in ("linspace", "logsnr"):  # time-uniform and logSNR-uniform (the default) steps
         for steps in (10, 25, 50, 200):
-            sampler = DPMSolverSampler(training, use_lu_lambdas=lu_lambdas)
+            sampler = DPMSolverSampler(training, DPMSolverOptions(spacing=spacing))
             out = sampler.sample(lambda x, t: exact_eps(x, t).to(x.dtype), x_T.shape, steps, x_T=x_T)
-            errors[lu_lambdas, steps] = (out - exact).abs().max().item()
-    print("DPM-Solver max error against the exact ODE solution (logSNR spacing, steps):", errors)
-    uniform = [errors[False, n] for n in (10, 25, 50, 200)]
+            errors[spacing, steps] = (out - exact).abs().max().item()
+    print("DPM-Solver max error against the exact ODE solution (spacing, steps):", errors)
+    uniform = [errors["linspace", n] for n in (10, 25, 50, 200)]
     assert uniform == sorted(uniform, reverse=True) and uniform[-1] < uniform[0] / 4
     # logSNR spacing: second order until a floor of about 0.02, where diffusers' integer timesteps (the
     # model is called at round(t)) no longer match the exact noise levels of that spacing
     assert (
-        errors[True, 10] / errors[True, 25] > 4
-        and errors[True, 25] < 0.05
-        and errors[True, 25] < uniform[1] / 5
+        errors["logsnr", 10] / errors["logsnr", 25] > 4
+        and errors["logsnr", 25] < 0.05
+        and errors["logsnr", 25] < uniform[1] / 5
     )
+
+
+def test_last_step_keeps_the_detail_above_its_noise_level():
+    """Data N(0, s^2) with s of the order of the last noise levels: the sampler is linear in x_T, so the
+    output for x_T = 1 is its standard deviation. The exact ODE gives s (up to the tiny a_T s term). A last
+    step that jumps from VE noise level σ to x̂_0 (`final_sigmas_type="zero"`) returns the posterior mean,
+    which keeps s / sqrt(s^2 + σ^2) of it: time-uniform steps end at t = 40 (σ = 0.27) and lose most of the
+    detail at s = 0.06; logSNR steps end at t = 0 (σ = 0.039), the smallest noise the model was trained on."""
+    training = training_scheduler()
+    ac = training.alphas_cumprod.double()
+    s = torch.tensor([0.06, 0.2, 1.0], dtype=torch.float64)
+
+    def exact_eps(x, t):
+        a, sig = ac[t.long()].sqrt()[:, None], (1 - ac[t.long()]).sqrt()[:, None]
+        return sig * x / (a**2 * s**2 + sig**2)
+
+    exact = s / (ac[999] * s**2 + 1 - ac[999]).sqrt()
+    for spacing, last_t in (("linspace", 40), ("logsnr", 0)):
+        kept = (
+            DPMSolverSampler(training, DPMSolverOptions(spacing=spacing)).sample(
+                exact_eps, (1, 3), 25, x_T=torch.ones(1, 3, dtype=torch.float64)
+            )[0]
+            / exact
+        )
+        sigma_last = ((1 - ac[last_t]) / ac[last_t]).sqrt()
+        derived = s / (s**2 + sigma_last**2).sqrt()
+        assert torch.allclose(kept, derived, rtol=0.03), (spacing, kept, derived)
+    assert derived[0] > 0.8  # logSNR spacing keeps most of the fine dimension, time-uniform a fifth
+
+
+def test_a_zero_length_last_step_of_third_order_is_refused():
+    # logSNR spacing ends at t = 0 = σ_min already; diffusers' 3M would return NaN for the extra step
+    with pytest.raises(ValueError, match="solver_order"):
+        DPMSolverOptions(final_sigmas_type="sigma_min", solver_order=3)
+    with pytest.raises(ValueError, match="spacing"):
+        DPMSolverOptions(spacing="uniform")
 
 
 def test_ddpm_sampler_is_ancestral_and_reproducible():

@@ -18,7 +18,7 @@ builds it from a run folder alone.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import torch
@@ -32,12 +32,11 @@ from projects.tiva.models.layout import layout_to_latent
 from projects.tiva.models.layout_predictor import LayoutPredictor
 from projects.tiva.models.semantic import SemanticEncoder
 from shared.audio.mel import PRESETS
-from shared.diffusion import DDPMSampler, DPMSolverSampler, training_scheduler
+from shared.diffusion import DDPMSampler, DPMSolverOptions, DPMSolverSampler, training_scheduler
 from shared.guidance import batched_guidance
 
 Sampler = Literal["dpm_solver", "ddpm"]
 LayoutKind = Literal["predicted", "ground_truth", "none"]
-SAMPLERS = {"dpm_solver": DPMSolverSampler, "ddpm": DDPMSampler}
 MEL = PRESETS["audioldm"]  # the mel the VAE encodes and the vocoder inverts
 
 
@@ -46,6 +45,8 @@ class SamplingSettings:
     """How TiVA samples (paper sec. 4.1.1 for the defaults).
 
     - `sampler`: "dpm_solver" (the paper's second-order DPM-Solver) or "ddpm" (ancestral, for comparison);
+    - `dpm_solver`: how DPM-Solver discretises (`shared.diffusion.DPMSolverOptions`: 2M, steps uniform in
+      logSNR, the last one to x̂_0; its docstring and projects/tiva/README.md say why; unused by "ddpm");
     - `steps`: model evaluations per sample (25);
     - `guidance_scale`: classifier-free guidance (5.0; 0 runs the unconditional branch alone, Table 5's "w/o S");
     - `layout`: G's layout input, "predicted" by T, the clip's "ground_truth" (Table 3), or "none" (zeros, for
@@ -54,6 +55,7 @@ class SamplingSettings:
     """
 
     sampler: Sampler = "dpm_solver"
+    dpm_solver: DPMSolverOptions = field(default_factory=DPMSolverOptions)
     steps: int = 25
     guidance_scale: float = 5.0
     layout: LayoutKind = "predicted"
@@ -143,7 +145,10 @@ class TiVAPipeline(nn.Module):
             torch.zeros_like(s),
             settings.guidance_scale,
         )
-        sampler = SAMPLERS[settings.sampler](self.scheduler)
+        if settings.sampler == "dpm_solver":
+            sampler = DPMSolverSampler(self.scheduler, settings.dpm_solver)
+        else:
+            sampler = DDPMSampler(self.scheduler)
         return sampler.sample(denoise, shape, steps=settings.steps, generator=generator, device=self.device)
 
     @torch.no_grad()
