@@ -1,19 +1,24 @@
-"""torchmetrics Metrics shared by the projects."""
+"""torchmetrics Metrics shared by the projects, with bootstrap intervals over clips (`bootstrap`)."""
 
+from shared.metrics.bootstrap import BOOTSTRAP, Bootstrap, bootstrap_interval, clip_key_ids
 from shared.metrics.frechet import FrechetDistance, frechet_distance
 from shared.metrics.inception_score import InceptionScore, inception_score
-from shared.metrics.kl import MeanKLDivergence, clip_key_ids, kl_divergence
-from shared.metrics.means import StageMeans
+from shared.metrics.kl import MeanKLDivergence, kl_divergence
+from shared.metrics.means import ClipMean, StageMeans
 from shared.metrics.melception import MelceptionMetrics, spectrogram_metrics
 from shared.metrics.onset import OnsetSyncMetrics, dtw_odf, onset_strength, wasserstein_odf
 
 __all__ = [
+    "BOOTSTRAP",
+    "Bootstrap",
+    "ClipMean",
     "FrechetDistance",
     "InceptionScore",
     "MeanKLDivergence",
     "MelceptionMetrics",
     "OnsetSyncMetrics",
     "StageMeans",
+    "bootstrap_interval",
     "clip_key_ids",
     "dtw_odf",
     "frechet_distance",
