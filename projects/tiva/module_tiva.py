@@ -27,6 +27,10 @@ KL / IS on Melception (`melception_ckpt`: the toy-trained one or SpecVQGAN's off
 reference 16 kHz audio are resampled to 22,050 Hz for it, reference card sec. 8), W-dis and DTW-dis of the
 onset-detection curves against the reference audio, the layout L2 of T, and the generation time per clip from
 the cached CLIP features to the decoded mel (the vocoder excluded, sec. 4.1.3).
+
+Each evaluation metric also gets a 95 % bootstrap interval over the clips (`<name>_lo`, `<name>_hi`;
+`shared.metrics.bootstrap`, `bootstrap_resamples` resamples, 0 for none): a clip's samples and its reference
+are drawn together.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from projects.tiva.models import (
 from shared.diffusion import DDPMSampler, DPMSolverSampler, training_scheduler
 from shared.encoders import load_melception, melception_inputs
 from shared.guidance import batched_guidance, drop_condition
-from shared.metrics import MelceptionMetrics, OnsetSyncMetrics, StageMeans
+from shared.metrics import Bootstrap, ClipMean, MelceptionMetrics, OnsetSyncMetrics, StageMeans
 
 STAGES = ("layout", "generator", "joint", "no_layout")
 LAYOUTS = ("ground_truth", "predicted", "none")
@@ -101,6 +105,7 @@ class TiVA(LightningModule):
         melception_ckpt: str | None = None,
         melception_stats: str | None = None,
         cache_audio_targets: bool = False,
+        bootstrap_resamples: int = 1000,
     ):
         super().__init__()
         if stage not in STAGES:
@@ -277,13 +282,17 @@ class TiVA(LightningModule):
         if self.trainer.state.fn == "fit":
             return
         if not self.metrics:
-            self.metrics["sync"] = OnsetSyncMetrics(sample_rate=self.front_end.sample_rate)
+            resamples = self.hparams.bootstrap_resamples
+            bootstrap = Bootstrap(resamples) if resamples else None
+            self.metrics["sync"] = OnsetSyncMetrics(self.front_end.sample_rate, bootstrap=bootstrap)
+            self.metrics["seconds"] = ClipMean("seconds_per_clip", bootstrap=bootstrap)
+            if self.hparams.stage != "no_layout":
+                self.metrics["layout_l2"] = ClipMean("layout_l2", bootstrap=bootstrap)
             if self.hparams.melception_ckpt:
                 melception = load_melception(self.hparams.melception_ckpt, self.hparams.melception_stats)
-                self.metrics["quality"] = MelceptionMetrics(melception)
+                self.metrics["quality"] = MelceptionMetrics(melception, bootstrap=bootstrap)
         for metric in self.metrics.values():
             metric.to(self.device).reset()
-        self._seconds, self._clips = 0.0, 0
 
     def on_validation_start(self) -> None:
         self._start_metrics()
@@ -300,14 +309,17 @@ class TiVA(LightningModule):
         n = self.hparams.eval_samples
         out = self.generate(batch, batch["wave"].shape[-1], generator, samples=n)
         fakes = out["wave"]  # sample-major: n copies of the batch's clips
-        self._seconds += float(out["seconds"])
-        self._clips += len(fakes)
-        self.metrics["sync"].update(fakes, batch["wave"].repeat(n, 1))
+        sample_ids = list(batch["clip_id"]) * n
+        self.metrics["seconds"].update(out["seconds"].expand(len(fakes)) / len(fakes), sample_ids)
+        if "layout_l2" in self.metrics:  # T's layout error per clip, as the `layout_l2` loss averages it
+            error = self.predicted_layout(batch) - self.audio_targets(batch)["layout"]
+            self.metrics["layout_l2"].update(error.pow(2).flatten(1).mean(1), batch["clip_id"])
+        self.metrics["sync"].update(fakes, batch["wave"].repeat(n, 1), sample_ids)
         if "quality" in self.metrics:
             # each real clip once: MKL pairs every sample with its clip's real one by id
             real = melception_inputs(batch["wave"], self.front_end.sample_rate).unsqueeze(1)
             fake = melception_inputs(fakes, self.front_end.sample_rate).unsqueeze(1)
-            self.metrics["quality"].update(real, batch["clip_id"], fake, list(batch["clip_id"]) * n)
+            self.metrics["quality"].update(real, batch["clip_id"], fake, sample_ids)
 
     def _log_metrics(self, stage: str) -> None:
         if self.trainer.state.fn == "fit" or self.hparams.stage == "layout":
@@ -315,7 +327,7 @@ class TiVA(LightningModule):
         values = {}
         for metric in self.metrics.values():
             values |= {name: float(v) for name, v in metric.compute().items()}
-        values["seconds_per_clip"] = self._seconds / max(self._clips, 1)
+        values.pop("layout_l2", None)  # logged with the losses by `eval_means`; its interval comes from here
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, rank_zero_only=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -1,6 +1,6 @@
 """torchmetrics Metrics shared by the projects, with bootstrap intervals over clips (`bootstrap`)."""
 
-from shared.metrics.bootstrap import BOOTSTRAP, Bootstrap, bootstrap_interval, clip_key_ids
+from shared.metrics.bootstrap import BOOTSTRAP, Bootstrap, bootstrap_interval, clip_key_ids, format_interval
 from shared.metrics.frechet import FrechetDistance, frechet_distance
 from shared.metrics.inception_score import InceptionScore, inception_score
 from shared.metrics.kl import MeanKLDivergence, kl_divergence
@@ -21,6 +21,7 @@ __all__ = [
     "bootstrap_interval",
     "clip_key_ids",
     "dtw_odf",
+    "format_interval",
     "frechet_distance",
     "inception_score",
     "kl_divergence",

@@ -21,6 +21,7 @@ clips whatever order the rows arrived in, on one process or gathered from many.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -164,3 +165,12 @@ def with_intervals(
     for name, (low, high) in intervals.items():
         out[f"{name}_lo"], out[f"{name}_hi"] = (torch.tensor(v, dtype=torch.float64) for v in (low, high))
     return out
+
+
+def format_interval(value: float, low: float, high: float) -> str:
+    """`value [low, high]`, with as many decimals as show the interval's width to two significant digits."""
+    width = high - low
+    if not math.isfinite(width) or width <= 0:
+        return f"{value:.4g} [{low:.4g}, {high:.4g}]"
+    decimals = min(6, max(0, 1 - math.floor(math.log10(width))))
+    return f"{value:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"

@@ -23,8 +23,8 @@ With a `Bootstrap`, the rows are also kept with their clip ids ("cat" states) fo
 of a clip alike. The weighted means and covariances are those of the resample's rows, and tr sqrtm(S1 S2)
 is taken as the sum of the square roots of the eigenvalues of S1^1/2 S2 S1^1/2 (the same trace, as S1 S2
 and S1^1/2 S2 S1^1/2 are similar), two symmetric eigendecompositions per resample, batched. The cost per
-resample is O(N D^2 + D^3): a second for a thousand resamples of a few thousand 128-d rows; for the paper's
-2048-d features and 150K samples, minutes on a GPU, so there choose `resamples` with care (or None).
+resample is O(N D^2 + D^3): for the paper's 2048-d features of 145K samples, run it on a GPU or use fewer
+resamples (or none).
 """
 
 from __future__ import annotations
