@@ -23,10 +23,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## create .venv and install avgen with its pinned dependencies
 
-$(TOY)/.complete: | $(VENV)/.installed
+# Re-run when the generator changes: it regenerates the set when `.complete` names other sizes or another
+# version of shared/data/toy.py, and otherwise leaves it alone (then only the stamp's time is renewed).
+$(TOY)/.complete: shared/data/toy.py | $(VENV)/.installed
 	$(PY) -m shared.data.toy --out $(TOY)
+	touch $@
 
-data: $(TOY)/.complete  ## generate the embedded toy dataset (deterministic) if it is missing
+data: $(TOY)/.complete  ## generate the embedded toy dataset (deterministic) if it is missing or out of date
 
 train: $(VENV)/.installed $(TOY)/.complete  ## PROJECT's whole toy pipeline; with EXP=<config> one stage: make train PROJECT=x EXP=y ARGS="..."
 ifeq ($(strip $(EXP)),)

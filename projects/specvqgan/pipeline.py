@@ -6,7 +6,8 @@ encoder (a frame classifier standing in for ImageNet pre-training, `module_frame
 conditioned on its video features, and the "No Feats" sampler as its baseline (sec. 3.2, Table 3; the
 visual features are cached by the data module's preparation) -> MelGAN vocoder (sec. 3.3) -> Melception
 (sec. 3.4) -> evaluation: FID, MKL and IS on Melception for both samplers' samples and for the codebook's
-reconstructions (the comparison of Tables 1 and 3), on the test split.
+reconstructions (the comparison of Tables 1 and 3), on the test split, each as `value [low, high]` with its
+95 % bootstrap interval over the test clips (`shared.metrics.bootstrap`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from projects.specvqgan.evaluate import evaluate_codebook
+from shared.metrics import format_interval
 from shared.pipeline import Stage, StageResult
 
 
@@ -71,7 +73,9 @@ def summarize(results: dict[str, StageResult]) -> str:
         f"  codes used                        {quality['codes_used']:.0%} of {quality['n_codes']}",
         f"  vocoder mel L1 (valid)            {results['vocoder'].metrics.get('val/mel_l1', float('nan')):.4f}",
         "",
-        "  test split, Melception metrics     FID      MKL      IS",
+        f"  test split ({len(results['sampler'].datamodule.split('test'))} clips), Melception metrics, "
+        "95 % bootstrap intervals over clips",
+        f"  {'':<33}" + "".join(f"{name:<22}" for name in ("FID", "MKL", "IS")),
     ]
     reconstructions = rows["sampler"]
     lines.append(_row("codebook reconstructions", reconstructions, "reconstructions"))
@@ -81,5 +85,10 @@ def summarize(results: dict[str, StageResult]) -> str:
 
 
 def _row(label: str, metrics: dict[str, float], kind: str) -> str:
-    values = [metrics.get(f"test/{name}_{kind}", float("nan")) for name in ("fid", "mkl", "is")]
-    return f"  {label:<33}" + "".join(f"{v:9.3f}" for v in values)
+    cells = [
+        format_interval(
+            *(metrics.get(f"test/{name}{end}_{kind}", float("nan")) for end in ("", "_lo", "_hi"))
+        )
+        for name in ("fid", "mkl", "is")
+    ]
+    return f"  {label:<33}" + "".join(f"{cell:<22}" for cell in cells)

@@ -41,6 +41,10 @@ the cached CLIP features to the decoded mel (the vocoder excluded, sec. 4.1.3; a
 computed before the clock starts).
 At validation, `examples(batch)` gives `shared.callbacks.MelExampleLogger` what to show in TensorBoard:
 generated mels beside the real ones, T's layouts beside the true ones, and the generated and real sound.
+
+Each evaluation metric also gets a 95 % bootstrap interval over the clips (`<name>_lo`, `<name>_hi`;
+`shared.metrics.bootstrap`, `bootstrap_resamples` resamples, 0 for none): a clip's samples and its reference
+are drawn together.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ from shared.callbacks import Examples
 from shared.diffusion import training_scheduler
 from shared.encoders import load_melception, melception_inputs
 from shared.guidance import drop_condition
-from shared.metrics import MelceptionMetrics, OnsetSyncMetrics, StageMeans
+from shared.metrics import Bootstrap, ClipMean, MelceptionMetrics, OnsetSyncMetrics, StageMeans
 
 STAGES = ("layout", "generator", "joint", "no_layout")
 TRAINED = {
@@ -117,6 +121,7 @@ class TiVA(LightningModule):
         melception_ckpt: str | None = None,
         melception_stats: str | None = None,
         cache_audio_targets: bool = False,
+        bootstrap_resamples: int = 1000,
     ):
         super().__init__()
         if stage not in STAGES:
@@ -302,13 +307,17 @@ class TiVA(LightningModule):
         if self.trainer.state.fn == "fit":
             return
         if not self.metrics:
-            self.metrics["sync"] = OnsetSyncMetrics(sample_rate=self.front_end.sample_rate)
+            resamples = self.hparams.bootstrap_resamples
+            bootstrap = Bootstrap(resamples) if resamples else None
+            self.metrics["sync"] = OnsetSyncMetrics(self.front_end.sample_rate, bootstrap=bootstrap)
+            self.metrics["seconds"] = ClipMean("seconds_per_clip", bootstrap=bootstrap)
+            if self.hparams.stage != "no_layout":
+                self.metrics["layout_l2"] = ClipMean("layout_l2", bootstrap=bootstrap)
             if self.hparams.melception_ckpt:
                 melception = load_melception(self.hparams.melception_ckpt, self.hparams.melception_stats)
-                self.metrics["quality"] = MelceptionMetrics(melception)
+                self.metrics["quality"] = MelceptionMetrics(melception, bootstrap=bootstrap)
         for metric in self.metrics.values():
             metric.to(self.device).reset()
-        self._seconds, self._clips = 0.0, 0
 
     def on_validation_start(self) -> None:
         self._start_metrics()
@@ -326,14 +335,21 @@ class TiVA(LightningModule):
         n = self.sampling.samples
         out = self.generate(batch, generator)
         fakes, reals = self.scored(out["wave"]), self.scored(batch["wave"])  # fakes: n copies, sample-major
-        self._seconds += out["seconds"]
-        self._clips += len(fakes)
-        self.metrics["sync"].update(fakes, reals.repeat(n, 1))
+        sample_ids = list(batch["clip_id"]) * n
+        self.metrics["seconds"].update(
+            torch.full((len(fakes),), out["seconds"] / len(fakes), device=fakes.device), sample_ids
+        )
+        if "layout_l2" in self.metrics:  # T's layout error per clip, as the `layout_l2` loss averages it
+            error = self.layout_predictor(batch["clip_cls"], batch["clip_patch"]) - self.true_layout(
+                batch["wave"]
+            )
+            self.metrics["layout_l2"].update(error.pow(2).flatten(1).mean(1), batch["clip_id"])
+        self.metrics["sync"].update(fakes, reals.repeat(n, 1), sample_ids)
         if "quality" in self.metrics:
             # each real clip once: MKL pairs every sample with its clip's real one by id
             real = melception_inputs(reals, self.front_end.sample_rate).unsqueeze(1)
             fake = melception_inputs(fakes, self.front_end.sample_rate).unsqueeze(1)
-            self.metrics["quality"].update(real, batch["clip_id"], fake, list(batch["clip_id"]) * n)
+            self.metrics["quality"].update(real, batch["clip_id"], fake, sample_ids)
 
     def _log_metrics(self, stage: str) -> None:
         if self.trainer.state.fn == "fit" or self.hparams.stage == "layout":
@@ -341,7 +357,7 @@ class TiVA(LightningModule):
         values = {}
         for metric in self.metrics.values():
             values |= {name: float(v) for name, v in metric.compute().items()}
-        values["seconds_per_clip"] = self._seconds / max(self._clips, 1)
+        values.pop("layout_l2", None)  # logged with the losses by `eval_means`; its interval comes from here
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, rank_zero_only=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

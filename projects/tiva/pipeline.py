@@ -7,13 +7,15 @@ by the data module). Then the training strategies of sec. 3.3: T alone (eq. 8), 
 layouts (eq. 9), the joint stage from those weights (eq. 10), and the "w/o T" ablation trained for as many
 steps as the generator and joint stages together. The summary evaluates, on the test split with DPM-Solver
 (25 steps, guidance 5.0, `EVAL_SAMPLES` samples per clip): TiVA, w/o T, w/o S (guidance 0), w/o Joint (the
-S + G stage with predicted layouts) and G with ground-truth layouts (Table 3's upper bound).
+S + G stage with predicted layouts) and G with ground-truth layouts (Table 3's upper bound), each metric as
+`value [low, high]` with its 95 % bootstrap interval over the test clips (`shared.metrics.bootstrap`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from shared.metrics import format_interval
 from shared.pipeline import Stage, StageResult
 
 
@@ -51,7 +53,11 @@ ROWS = [
     ("w/o Joint", "generator", ["--model.init_args.sampling.layout=predicted"]),
     ("G w/ ground-truth layout", "generator", ["--model.init_args.sampling.layout=ground_truth"]),
 ]
-COLUMNS = ("fid", "mkl", "is", "w_dis", "dtw_dis", "layout_l2", "seconds_per_clip")
+# (heading, metric) in two blocks, so that a row of `value [low, high]` cells stays readable
+COLUMNS = (
+    (("FAD", "fid"), ("KL", "mkl"), ("IS", "is")),
+    (("W-dis", "w_dis"), ("DTW-dis", "dtw_dis"), ("L2(t)", "layout_l2"), ("s/clip", "seconds_per_clip")),
+)
 # samples per test clip: one leaves FAD on the toy test clips at the mercy of the noise (projects/tiva/README.md)
 EVAL_SAMPLES = 4
 
@@ -64,7 +70,7 @@ def evaluate_run(
     samples: int = EVAL_SAMPLES,
 ) -> dict[str, float]:
     """`avgen test` of a generator stage's checkpoint with the evaluation metrics, on the test split, with
-    `samples` generations per clip."""
+    `samples` generations per clip: {metric: value, `<metric>_lo`, `<metric>_hi`: its bootstrap interval}."""
     from shared.cli import AvgenCLI
 
     cli = AvgenCLI(
@@ -88,11 +94,19 @@ def summarize(results: dict[str, StageResult]) -> str:
         f"  Melception accuracy (valid)       {results['melception'].metrics.get('val/acc', float('nan')):.3f}",
         f"  layout L2 of T alone (valid)      {results['layout'].metrics.get('val/layout_l2', float('nan')):.4f}",
         "",
-        "  test split"
-        + " " * 24
-        + "".join(f"{c:>10}" for c in ("FAD", "KL", "IS", "W-dis", "DTW-dis", "L2(t)", "s/clip")),
+        f"  test split ({len(results['joint'].datamodule.split('test'))} clips, {EVAL_SAMPLES} samples each), "
+        "95 % bootstrap intervals over clips",
     ]
-    for label, stage, overrides in ROWS:
-        metrics = evaluate_run(results[stage].run_dir, results[stage].checkpoint, melception, overrides)
-        lines.append(f"  {label:<33}" + "".join(f"{metrics.get(c, float('nan')):10.4f}" for c in COLUMNS))
+    rows = {
+        label: evaluate_run(results[stage].run_dir, results[stage].checkpoint, melception, overrides)
+        for label, stage, overrides in ROWS
+    }
+    for block in COLUMNS:
+        lines.append(f"  {'':<26}" + "".join(f"{heading:<22}" for heading, _ in block))
+        for label, metrics in rows.items():
+            cells = [
+                format_interval(*(metrics.get(f"{name}{end}", float("nan")) for end in ("", "_lo", "_hi")))
+                for _, name in block
+            ]
+            lines.append(f"  {label:<26}" + "".join(f"{cell:<22}" for cell in cells))
     return "\n".join(lines)

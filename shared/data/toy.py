@@ -44,6 +44,12 @@ Layout under `out` (one mp4 per clip, hard-linked into the VGGSound, VAS and VEG
     .toy_dataset                           written first: marks the folder as ours, so a rerun may clear it
     .complete                              written last: the dataset is complete
 
+Splits, per class: 20 train, 4 valid and 4 + `EXTRA_TEST` test clips by default. The extra test clips come
+after all the others, so the train and valid clips (and the first 4 test clips) are those of the earlier
+4-test-clip layout: training is unchanged, while the test split is large enough for the summary tables'
+confidence intervals (`projects/tiva/README.md`, "Toy pipeline"). `.complete` records the seed, the sizes and a
+hash of this file; a dataset made otherwise, or by another version of this file, is regenerated.
+
 Run `python -m shared.data.toy --out data/toy` (what `make data` does).
 """
 
@@ -51,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import os
 import shutil
 import time
@@ -75,6 +82,9 @@ PEAK = 0.7
 IMAGES_PER_CLASS = 4
 YTID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 MARKER = ".toy_dataset"  # written first, so a later run knows the folder's contents are ours to replace
+# Test clips per class beyond the first `n_test` (see `_assign_clips`): the summary tables' metrics (FAD on
+# Melception features, KL, W-dis) need far more test clips than training needs valid clips.
+EXTRA_TEST = 96
 
 
 @dataclass(frozen=True)
@@ -390,14 +400,19 @@ def _link(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def _assign_clips(n_train: int, n_valid: int, n_test: int) -> list[tuple[int, int, str]]:
-    """(clip index, label index, split) for every clip, class by class.
+def _assign_clips(
+    n_train: int, n_valid: int, n_test: int, n_extra_test: int = 0
+) -> list[tuple[int, int, str]]:
+    """(clip index, label index, split) for every clip: class by class, then the extra test clips class by class.
 
     Class-major order keeps sample rate (index parity) and channel count (index mod 3) independent of the
-    class, so neither can give the label away.
+    class, so neither can give the label away (for the extra block, when `n_extra_test` is a multiple of 6).
+    The extra test clips are indexed after all the others, and a clip's content depends only on (seed, index),
+    so they enlarge the test split without changing any train, valid or first-`n_test` test clip.
     """
     splits = ["train"] * n_train + ["valid"] * n_valid + ["test"] * n_test
     pairs = [(label, split) for label in range(len(TOY_CLASSES)) for split in splits]
+    pairs += [(label, "test") for label in range(len(TOY_CLASSES)) for _ in range(n_extra_test)]
     return [(index, label, split) for index, (label, split) in enumerate(pairs)]
 
 
@@ -439,7 +454,17 @@ def _write_indexes(out: Path, clips: list[ToyClip]) -> None:
     _write_csv(out / "events.csv", [header, *rows])
 
 
-def _readme(seed: int, n_train: int, n_valid: int, n_test: int, n_clips: int) -> str:
+def _stamp(seed: int, n_train: int, n_valid: int, n_test: int, n_extra_test: int) -> str:
+    """What `.complete` holds: the seed and sizes that made the dataset and a hash of this file, so that a
+    dataset made by another version of the generator is regenerated, never reused."""
+    source = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
+    return (
+        f"seed={seed} train={n_train} valid={n_valid} test={n_test} extra_test={n_extra_test} "
+        f"generator={source}\n"
+    )
+
+
+def _readme(seed: int, n_train: int, n_valid: int, n_test: int, n_extra_test: int, n_clips: int) -> str:
     classes = "\n".join(
         f"| `{c.label}` | {c.slug} | {c.shape}, RGB {c.colour} | {c.sound} |" for c in TOY_CLASSES
     )
@@ -449,9 +474,10 @@ Synthetic stand-in for VGGSound, VAS, ImageHear and VEGAS, small enough to train
 a shape and colour to a timbre; each visual event (the shape flashing up, then fading) starts on the first
 video frame at or after an audio onset. Onsets are listed in `events.csv`.
 
-Made with seed {seed}, {n_train}/{n_valid}/{n_test} train/valid/test clips per class ({n_clips} clips), by
+Made with seed {seed}, {n_train}/{n_valid}/{n_test + n_extra_test} train/valid/test clips per class ({n_clips} clips), by
 
-    python -m shared.data.toy --out <this folder> --seed {seed} --train {n_train} --valid {n_valid} --test {n_test}
+    python -m shared.data.toy --out <this folder> --seed {seed} --train {n_train} --valid {n_valid} \\
+        --test {n_test} --extra-test {n_extra_test}
 
 The same seed (and PyAV build) gives the same files. `shared/data/toy.py` documents the recipes and layout.
 
@@ -475,33 +501,42 @@ def generate_toy_dataset(
     n_train: int = 20,
     n_valid: int = 4,
     n_test: int = 4,
+    n_extra_test: int = 0,
     overwrite: bool = False,
 ) -> Path:
-    """Write the toy dataset under `out` and return `out`; do nothing if `out/.complete` exists (unless overwrite).
+    """Write the toy dataset under `out` and return `out`; do nothing if `out/.complete` says it was made by
+    this version of this file with these arguments (unless overwrite).
 
-    A folder without `.complete` is regenerated: a killed run leaves only whole files, and `.complete` is
-    written last.
+    `n_extra_test` test clips per class are added after all the others (`_assign_clips`): they leave every
+    other clip as it is. A folder without `.complete`, or whose `.complete` names another version, seed or
+    sizes, is regenerated: a killed run leaves only whole files, and `.complete` is written last.
     """
-    if min(n_train, n_valid, n_test) < 0:
-        raise ValueError(f"clip counts must be >= 0, got train={n_train} valid={n_valid} test={n_test}")
+    if min(n_train, n_valid, n_test, n_extra_test) < 0:
+        raise ValueError(
+            f"clip counts must be >= 0, got train={n_train} valid={n_valid} test={n_test} "
+            f"extra_test={n_extra_test}"
+        )
     out = Path(out)
-    if (out / ".complete").exists() and not overwrite:
+    stamp = _stamp(seed, n_train, n_valid, n_test, n_extra_test)
+    done = out / ".complete"
+    if done.is_file() and done.read_text() == stamp and not overwrite:
         return out
     began = time.perf_counter()
     _clear_previous(out)
     _write_text(out / MARKER, "written by shared.data.toy: a rerun replaces its subfolders\n")
     clips: list[ToyClip] = []
     test_frames: dict[str, list[list[np.ndarray]]] = {c.slug: [] for c in TOY_CLASSES}
-    for index, label, split in _assign_clips(n_train, n_valid, n_test):
+    for index, label, split in _assign_clips(n_train, n_valid, n_test, n_extra_test):
         clip, audio, frames = synthesize_clip(index, label, split, seed)
         _write_clip(out, clip, audio, frames)
-        if split == "test":
+        # ImageHear from each class's first n_test test clips: the extra ones leave it unchanged
+        if split == "test" and len(test_frames[clip.slug]) < n_test:
             test_frames[clip.slug].append([frames[k] for k in event_frames(clip.onsets)])
         clips.append(clip)
     _write_imagehear(out, test_frames)
     _write_indexes(out, clips)
-    _write_text(out / "README.md", _readme(seed, n_train, n_valid, n_test, len(clips)))
-    _write_text(out / ".complete", f"seed={seed} train={n_train} valid={n_valid} test={n_test}\n")
+    _write_text(out / "README.md", _readme(seed, n_train, n_valid, n_test, n_extra_test, len(clips)))
+    _write_text(done, stamp)
     print(f"toy dataset: {len(clips)} clips written to {out} in {time.perf_counter() - began:.1f} s")
     return out
 
@@ -512,10 +547,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=20, help="train clips per class")
     parser.add_argument("--valid", type=int, default=4, help="valid clips per class")
-    parser.add_argument("--test", type=int, default=4, help="test clips per class")
+    parser.add_argument("--test", type=int, default=4, help="test clips per class, among the class's clips")
+    parser.add_argument(
+        "--extra-test", type=int, default=EXTRA_TEST, help="more test clips per class, after all the others"
+    )
     parser.add_argument("--overwrite", action="store_true", help="regenerate even if the dataset is complete")
     args = parser.parse_args(argv)
-    generate_toy_dataset(args.out, args.seed, args.train, args.valid, args.test, overwrite=args.overwrite)
+    generate_toy_dataset(
+        args.out, args.seed, args.train, args.valid, args.test, args.extra_test, overwrite=args.overwrite
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""torchmetrics Metrics shared by the projects."""
+"""torchmetrics Metrics shared by the projects, with bootstrap intervals over clips (`bootstrap`)."""
 
 from shared.lazy import lazy_package
 
@@ -6,10 +6,17 @@ from shared.lazy import lazy_package
 lazy_package(
     __name__,
     {
+        "shared.metrics.bootstrap": [
+            "BOOTSTRAP",
+            "Bootstrap",
+            "bootstrap_interval",
+            "clip_key_ids",
+            "format_interval",
+        ],
         "shared.metrics.frechet": ["FrechetDistance", "frechet_distance"],
         "shared.metrics.inception_score": ["InceptionScore", "inception_score"],
-        "shared.metrics.kl": ["MeanKLDivergence", "clip_key_ids", "kl_divergence"],
-        "shared.metrics.means": ["StageMeans"],
+        "shared.metrics.kl": ["MeanKLDivergence", "kl_divergence"],
+        "shared.metrics.means": ["ClipMean", "StageMeans"],
         "shared.metrics.melception": ["MelceptionMetrics", "spectrogram_metrics"],
         "shared.metrics.onset": ["OnsetSyncMetrics", "dtw_odf", "onset_strength", "wasserstein_odf"],
     },

@@ -1,41 +1,29 @@
 """MKL: the mean KL divergence between the class distributions of each generated clip and its real clip.
 
-SpecVQGAN paper sec. 3.4 ("Relevance") and 6.1.7; reference card sec. 8 for what the official evaluation
-computes: Melception `'logits'` (with the fc bias) of every fake and of its real clip, softmax, then
-KL(p_real || p_fake) = sum_c p_real,c (log p_real,c - log(p_fake,c + 1e-6)) in natural log (the 1e-6 goes
-to p_fake only; 0 log 0 = 0), averaged over all (fake, real) pairs - so a clip with 10 samples counts 10
-times. Fakes are paired with reals by clip key (the official key is the file stem without `_mel` and
-`_sample_*`), and reals and fakes may arrive in different `update` calls, batches or processes.
+SpecVQGAN (arXiv:2110.08791) sec. 3.4 ("Relevance") and sec. 4 ("Metrics"; MKL averaged across the dataset).
+The official code, `v-iashin/SpecVQGAN` `evaluation/metrics/kl.py` (`calculate_kl`, with
+`kl_cfg.feat_layer_name: 'logits'`): Melception `'logits'` (with the fc bias) of every fake and of its real
+clip, softmax, then KL(p_real || p_fake) = sum_c p_real,c (log p_real,c - log(p_fake,c + 1e-6)) in natural
+log (`kl_div((p_fake + 1e-6).log(), p_real, reduction='sum') / N`: the 1e-6 goes to p_fake only; 0 log 0 =
+0), averaged over all (fake, real) pairs - so a clip with 10 samples counts 10 times. Fakes are paired with
+reals by clip key (the official key, `path_to_sharedkey`, is the file stem without `_mel` and `_sample_*`),
+and reals and fakes may arrive in different `update` calls, batches or processes.
 
 Written here because torchmetrics' `KLDivergence` averages over rows given side by side and cannot pair
-rows by key. Keys are strings, which torchmetrics cannot gather across processes, so each key is turned
-into a stable 64-bit hash (`clip_key_ids`); logits and ids are "cat" states, so the value under DDP equals
-the one-process value.
+rows by key. Keys become stable 64-bit ids (`clip_key_ids`) that torchmetrics can gather; logits and ids
+are "cat" states, so the value under DDP equals the one-process value. With a `Bootstrap`, `intervals()`
+resamples clips (`shared.metrics.bootstrap`): a drawn clip brings all its (fake, real) pairs.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-
-def clip_key_ids(keys: Sequence[str] | torch.Tensor) -> torch.Tensor:
-    """Clip keys -> int64 ids (blake2b, 8 bytes): equal keys give equal ids in every process and run."""
-    if isinstance(keys, torch.Tensor):
-        return keys.long().reshape(-1)
-    if isinstance(keys, str):
-        raise TypeError("expected a sequence of clip keys, got one string")
-    return torch.tensor(
-        [
-            int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "little", signed=True)
-            for k in keys
-        ],
-        dtype=torch.long,
-    )
+from shared.metrics.bootstrap import Bootstrap, ClipResampling, clip_indices, clip_key_ids, mean_statistic
 
 
 def kl_divergence(p_real: torch.Tensor, p_fake: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -51,16 +39,17 @@ def _cat(state: list | torch.Tensor) -> torch.Tensor | None:
     return out if out.numel() else None
 
 
-class MeanKLDivergence(Metric):
-    """`update(logits [N, C], keys, real=bool)`; `compute()` -> mean over fakes of KL(p_real || p_fake)."""
+class MeanKLDivergence(ClipResampling, Metric):
+    """`update(logits [N, C], keys, real=bool)`; `compute()` -> mean over fakes of KL(p_real || p_fake);
+    with `bootstrap`, `intervals()` -> {"mkl": (low, high)}."""
 
     is_differentiable = False
     higher_is_better = False
     full_state_update = False
 
-    def __init__(self, eps: float = 1e-6, **kwargs):
+    def __init__(self, eps: float = 1e-6, bootstrap: Bootstrap | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.eps = eps
+        self.eps, self.bootstrap = eps, bootstrap
         for kind in ("real", "fake"):
             self.add_state(f"{kind}_logits", default=[], dist_reduce_fx="cat")
             self.add_state(f"{kind}_ids", default=[], dist_reduce_fx="cat")
@@ -75,7 +64,8 @@ class MeanKLDivergence(Metric):
         getattr(self, f"{kind}_logits").append(logits.detach().double())
         getattr(self, f"{kind}_ids").append(ids)
 
-    def compute(self) -> torch.Tensor:
+    def _pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(KL of every fake against its real clip [N_fake], the fakes' clip ids [N_fake])."""
         real_ids, fake_ids = _cat(self.real_ids), _cat(self.fake_ids)
         if real_ids is None or fake_ids is None:
             raise RuntimeError("MKL needs real and fake logits; update() was not given both")
@@ -91,4 +81,12 @@ class MeanKLDivergence(Metric):
                 f"{int((~found).sum())} of {len(fake_ids)} fakes have no real clip with their key"
             )
         p_real = real_logits[order[pos]].softmax(dim=1)
-        return kl_divergence(p_real, fake_logits.softmax(dim=1), self.eps).mean()
+        return kl_divergence(p_real, fake_logits.softmax(dim=1), self.eps), fake_ids
+
+    def compute(self) -> torch.Tensor:
+        return self._pairs()[0].mean()
+
+    def clip_statistics(self) -> tuple[int, dict]:
+        kl, fake_ids = self._pairs()
+        n_clips, (clips,) = clip_indices(fake_ids)
+        return n_clips, {"mkl": mean_statistic(kl, clips, n_clips)}

@@ -1,8 +1,8 @@
 """Synchronisation metrics of TiVA (paper sec. 4.1.3): W-dis and DTW-dis between onset-detection-function curves.
 
-The ODF (Bello et al. 2005) is librosa's spectral-flux onset strength with every parameter pinned (its defaults,
-22.05 kHz, n_fft 2048, hop 512, are too coarse for 16-kHz audio): 16 kHz, n_fft 1024, hop 160 (a 10-ms grid),
-64 mel bands up to 8 kHz, log power, lag 1, mean over bands. The paper fixes neither these nor the distances'
+The ODF (Bello et al. 2005, IEEE TSAP 13(5), sec. III-A.2, spectral flux) is librosa's spectral-flux onset
+strength with every parameter pinned (its defaults, 22.05 kHz, n_fft 2048, hop 512, are too coarse for 16-kHz
+audio): 16 kHz, n_fft 1024, hop 160 (a 10-ms grid), 64 mel bands up to 8 kHz, log power, lag 1, mean over bands. The paper fixes neither these nor the distances'
 normalisation; our choices, recorded here:
 
 - **W-dis** (`wasserstein_odf`): each ODF is a distribution over time, the frame times are the values and the
@@ -20,11 +20,23 @@ normalisation; our choices, recorded here:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import librosa
 import numpy as np
 import scipy.stats
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from shared.metrics.bootstrap import (
+    Bootstrap,
+    ClipResampling,
+    clip_indices,
+    clip_key_ids,
+    mean_statistic,
+    with_intervals,
+)
 
 SAMPLE_RATE, N_FFT, HOP, N_MELS, F_MAX = 16_000, 1024, 160, 64, 8000.0
 
@@ -63,29 +75,50 @@ def dtw_odf(odf_ref: np.ndarray, odf_gen: np.ndarray) -> float:
     return float(np.sqrt(cost[-1, -1]))
 
 
-class OnsetSyncMetrics(Metric):
+class OnsetSyncMetrics(ClipResampling, Metric):
     """Mean W-dis and DTW-dis of generated against reference clips, paired by position (TiVA sec. 4.1.3).
 
-    `update(generated [B, T], reference [B, T])` at 16 kHz; `compute()` -> {"w_dis", "dtw_dis"}, summed and
-    counted over all processes.
+    `update(generated [B, T], reference [B, T], ids=None)` at 16 kHz; `compute()` -> {"w_dis", "dtw_dis"} over
+    the pairs of all processes, and with `bootstrap` their intervals `w_dis_lo`, `w_dis_hi`, `dtw_dis_lo`,
+    `dtw_dis_hi` over clips (`shared.metrics.bootstrap`; `ids` names the clip of each pair, so the samples of
+    one clip are drawn together).
     """
 
     full_state_update = False
 
-    def __init__(self, sample_rate: int = SAMPLE_RATE, **kwargs):
+    def __init__(self, sample_rate: int = SAMPLE_RATE, bootstrap: Bootstrap | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.sample_rate = sample_rate
-        for name in ("w_sum", "dtw_sum", "count"):
-            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.sample_rate, self.bootstrap = sample_rate, bootstrap
+        for name in ("w_dis", "dtw_dis", "ids"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, generated: torch.Tensor, reference: torch.Tensor) -> None:
+    def update(
+        self,
+        generated: torch.Tensor,
+        reference: torch.Tensor,
+        ids: Sequence[str] | torch.Tensor | None = None,
+    ) -> None:
         if generated.shape[0] != reference.shape[0]:
             raise ValueError(f"{generated.shape[0]} generated clips for {reference.shape[0]} references")
+        if self.bootstrap is not None and (ids is None or len(ids) != len(generated)):
+            raise ValueError("onset metrics with a bootstrap need the clip id of every pair (ids=...)")
+        w_dis, dtw_dis = [], []
         for gen, ref in zip(generated, reference, strict=True):
             odf_gen, odf_ref = onset_strength(gen, self.sample_rate), onset_strength(ref, self.sample_rate)
-            self.w_sum += wasserstein_odf(odf_ref, odf_gen)
-            self.dtw_sum += dtw_odf(odf_ref, odf_gen)
-            self.count += 1
+            w_dis.append(wasserstein_odf(odf_ref, odf_gen))
+            dtw_dis.append(dtw_odf(odf_ref, odf_gen))
+        self.w_dis.append(torch.tensor(w_dis, dtype=torch.float64, device=self.device))
+        self.dtw_dis.append(torch.tensor(dtw_dis, dtype=torch.float64, device=self.device))
+        if ids is not None:
+            self.ids.append(clip_key_ids(ids).to(self.device))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return {"w_dis": self.w_sum / self.count, "dtw_dis": self.dtw_sum / self.count}
+        values = {"w_dis": dim_zero_cat(self.w_dis).mean(), "dtw_dis": dim_zero_cat(self.dtw_dis).mean()}
+        return values if self.bootstrap is None else with_intervals(values, self._intervals())
+
+    def clip_statistics(self) -> tuple[int, dict]:
+        n_clips, (clips,) = clip_indices(dim_zero_cat(self.ids))
+        return n_clips, {
+            name: mean_statistic(dim_zero_cat(getattr(self, name)), clips, n_clips)
+            for name in ("w_dis", "dtw_dis")
+        }

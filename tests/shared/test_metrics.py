@@ -1,4 +1,5 @@
-"""SpecVQGAN's evaluation metrics (reference card sec. 8 and 13): FID, MKL, IS as torchmetrics Metrics."""
+"""SpecVQGAN's evaluation metrics (`v-iashin/SpecVQGAN` `evaluation/metrics/{fid,kl,isc}.py`): FID, MKL, IS as
+torchmetrics Metrics, with their bootstrap intervals."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from shared.metrics import (
+    Bootstrap,
     FrechetDistance,
     InceptionScore,
     MeanKLDivergence,
@@ -20,7 +22,8 @@ REAL = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 FAKE = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, -1.0]])
 
 
-def test_kl_toy_of_the_reference_card():
+def test_kl_toy_of_the_official_code():
+    # `evaluation/metrics/kl.py`'s own check: kl_div(log q, p, 'sum') with q uniform is 0.0853
     p = torch.tensor([[9 / 25, 12 / 25, 4 / 25]], dtype=torch.float64)
     q = torch.full((1, 3), 1 / 3, dtype=torch.float64)
     assert kl_divergence(p, q, eps=0.0).item() == pytest.approx(0.085300, abs=5e-7)
@@ -160,18 +163,30 @@ def metric_data() -> dict[str, torch.Tensor | list[str]]:
 
 
 def run_metrics(chunks: list[tuple[slice, slice]]) -> dict[str, float]:
-    """Feed the data in the given (real rows, fake rows) chunks, one update each; features = logits here."""
+    """Feed the data in the given (real rows, fake rows) chunks, one update each; features = logits here.
+    The values, and the bounds of their bootstrap intervals (`fid_lo`, ...)."""
     data = metric_data()
-    fid, mkl, isc = FrechetDistance(num_features=5), MeanKLDivergence(), InceptionScore(splits=4)
+    bootstrap = Bootstrap(resamples=200)
+    fid = FrechetDistance(num_features=5, bootstrap=bootstrap)
+    mkl, isc = MeanKLDivergence(bootstrap=bootstrap), InceptionScore(splits=4, bootstrap=bootstrap)
     for reals, fakes in chunks:
         if reals.stop > reals.start:
-            fid.update(data["real"][reals], real=True)
+            fid.update(data["real"][reals], real=True, ids=data["real_keys"][reals])
             mkl.update(data["real"][reals], data["real_keys"][reals], real=True)
-        fid.update(data["fake"][fakes], real=False)
+        fid.update(data["fake"][fakes], real=False, ids=data["fake_keys"][fakes])
         mkl.update(data["fake"][fakes], data["fake_keys"][fakes], real=False)
-        isc.update(data["fake"][fakes])
+        isc.update(data["fake"][fakes], data["fake_keys"][fakes])
     mean, std = isc.compute()
-    return {"fid": fid.compute().item(), "mkl": mkl.compute().item(), "is": mean.item(), "is_std": std.item()}
+    values = {
+        "fid": fid.compute().item(),
+        "mkl": mkl.compute().item(),
+        "is": mean.item(),
+        "is_std": std.item(),
+    }
+    for metric in (fid, mkl, isc):
+        for name, (low, high) in metric.intervals().items():
+            values |= {f"{name}_lo": low, f"{name}_hi": high}
+    return values
 
 
 def test_metrics_do_not_depend_on_how_the_data_is_split_into_updates():
@@ -182,6 +197,8 @@ def test_metrics_do_not_depend_on_how_the_data_is_split_into_updates():
     )
     assert pieces == pytest.approx(whole, rel=1e-10)
     assert whole["fid"] > 0 and whole["mkl"] > 0 and whole["is"] > 1
+    for name in ("fid", "mkl", "is"):
+        assert whole[f"{name}_lo"] < whole[name] < whole[f"{name}_hi"]
 
 
 def _ddp_metrics(rank: int, world: int, rdzv: str, out: str) -> None:
@@ -198,7 +215,7 @@ def _ddp_metrics(rank: int, world: int, rdzv: str, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_two_processes_give_the_one_process_values(tmp_path):
+def test_two_processes_give_the_one_process_values_and_intervals(tmp_path):
     single = run_metrics([(slice(0, 11), slice(0, 22))])
     # fork: the children need no second import of torch and torchmetrics (seconds each)
     args = (2, str(tmp_path / "rdzv"), str(tmp_path / "m"))

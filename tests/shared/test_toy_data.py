@@ -289,13 +289,16 @@ def test_generation_is_reproducible_and_repairs_itself(small, tmp_path):
 
 def test_cli_and_overwrite(tmp_path, capsys):
     out = tmp_path / "cli"
-    main(["--out", str(out), "--seed", "1", "--train", "1", "--valid", "0", "--test", "0"])
+    main(
+        ["--out", str(out), "--seed", "1", "--train", "1", "--valid", "0", "--test", "0", "--extra-test", "0"]
+    )
     assert "6 clips" in capsys.readouterr().out
     assert len((out / "vggsound" / "vggsound.csv").read_text().splitlines()) == 6
     assert not list((out / "imagehear").glob("*/*.jpg")) and (out / ".complete").is_file()
-    main(["--out", str(out), "--seed", "2", "--train", "1", "--valid", "0", "--test", "1", "--overwrite"])
-    assert len((out / "vggsound" / "vggsound.csv").read_text().splitlines()) == 12
-    assert "seed=2" in (out / ".complete").read_text()
+    main(["--out", str(out), "--seed", "2", "--train", "1", "--valid", "0", "--test", "1", "--extra-test", "1",
+          "--overwrite"])  # fmt: skip
+    assert len((out / "vggsound" / "vggsound.csv").read_text().splitlines()) == 18
+    assert "seed=2" in (out / ".complete").read_text() and "extra_test=1" in (out / ".complete").read_text()
 
 
 def test_foreign_folder_is_not_cleared(tmp_path):
@@ -305,3 +308,38 @@ def test_foreign_folder_is_not_cleared(tmp_path):
     mine.write_bytes(b"real")
     generate_toy_dataset(tmp_path / "data", n_train=1, n_valid=0, n_test=0)
     assert mine.read_bytes() == b"real"
+
+
+def test_extra_test_clips_leave_every_other_clip_unchanged(small, tmp_path):
+    grown = generate_toy_dataset(tmp_path / "grown", seed=0, **SMALL, n_extra_test=2)
+    before, after = tree_digest(small), tree_digest(grown)
+    media = [name for name in before if name.endswith((".mp4", ".wav", ".jpg"))]
+    assert media and all(after[name] == before[name] for name in media)  # every earlier clip, byte for byte
+    events = read_csv(small / "events.csv", csv.DictReader)
+    grown_events = read_csv(grown / "events.csv", csv.DictReader)
+    assert grown_events[: len(events)] == events  # same indexes, ids, splits and onsets
+    extra = grown_events[len(events) :]
+    assert len(extra) == 2 * len(TOY_CLASSES) and {e["split"] for e in extra} == {"test"}
+    assert [e["label"] for e in extra] == [c.label for c in TOY_CLASSES for _ in range(2)]
+    for split in ("train", "valid", "test"):
+        lines = (small / "vggsound" / f"vggsound_{split}.txt").read_text().splitlines()
+        grown_lines = (grown / "vggsound" / f"vggsound_{split}.txt").read_text().splitlines()
+        assert grown_lines[: len(lines)] == lines and len(grown_lines) == len(lines) + (
+            len(extra) if split == "test" else 0
+        )
+
+
+def test_a_dataset_made_otherwise_is_regenerated(small, tmp_path, capsys):
+    again = generate_toy_dataset(tmp_path / "again", seed=0, **SMALL)
+    stamp = (again / ".complete").read_text()
+    capsys.readouterr()
+    # the stamp of an older generator version (the layout before the extra test clips had no hash)
+    for stale in ("seed=0 train=2 valid=1 test=1\n", stamp.replace("generator=", "generator=0")):
+        (again / ".complete").write_text(stale)
+        generate_toy_dataset(again, seed=0, **SMALL)
+        assert "toy dataset:" in capsys.readouterr().out  # regenerated, not reused
+        assert (again / ".complete").read_text() == stamp and tree_digest(again) == tree_digest(small)
+    generate_toy_dataset(again, seed=0, **SMALL, n_extra_test=1)  # other sizes: regenerated as asked
+    assert len(read_csv(again / "events.csv", csv.DictReader)) == PER_CLASS * len(TOY_CLASSES) + len(
+        TOY_CLASSES
+    )

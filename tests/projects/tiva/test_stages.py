@@ -1,6 +1,7 @@
 """TiVA's stages through the real CLI on the small toy set: VAE export, T, S + G, joint, evaluation, generation,
 TensorBoard examples, and a run folder that works away from the runs it came from."""
 
+import json
 import math
 import shutil
 from dataclasses import replace
@@ -173,6 +174,8 @@ def test_a_pipeline_stage_without_validation_still_returns_its_checkpoint_weight
         "tiva", Stage("layout", "toy_layout.yaml", lambda r: [root], validate=False), {}, extra
     )
     assert unvalidated.metrics == {}
+    machine = json.loads((unvalidated.run_dir / "machine.json").read_text())  # what machine made the run
+    assert machine["threads"] == torch.get_num_threads() and machine["cpu_capability"]
     saved = torch.load(unvalidated.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     model = unvalidated.model.state_dict()
     assert saved.keys() == model.keys() and all(torch.equal(saved[k], model[k]) for k in saved)
@@ -195,6 +198,8 @@ def test_evaluation_logs_quality_sync_and_speed_on_the_first_eval_seconds(runs, 
                             f"--run.root={run.parents[2]}"], samples=2)  # fmt: skip
     for name in ("fid", "mkl", "is", "w_dis", "dtw_dis", "layout_l2", "seconds_per_clip"):
         assert np.isfinite(metrics[name]), name
+        # the bootstrap interval over the test clips holds the value (the 3-step Melception: IS, MKL constant)
+        assert metrics[f"{name}_lo"] <= metrics[name] <= metrics[f"{name}_hi"], name
     assert metrics["seconds_per_clip"] > 0 and metrics["w_dis"] > 0
     # the first second of the 1.92-s clips, generated and real alike
     assert scored and all(gen.shape[-1] == ref.shape[-1] == 16000 for gen, ref in scored)
