@@ -27,9 +27,12 @@ rules added:
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from pathlib import Path
 
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
@@ -37,14 +40,79 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from shared.callbacks import ClipPredictionWriter, LastCheckpoint, PreemptionRequeue, RNGStateCheckpoint
 from shared.commands import main  # noqa: F401  (the entry point's former home, which older scripts call)
+from shared.runs import UserError
 
 AUTO = "auto"
+EXTENDS = "extends"
+
+
+def _extended_bases(config: Path) -> list[str]:
+    """The paths a config file's `extends:` names, as written (relative to the file)."""
+    try:
+        content = yaml.safe_load(config.read_text())
+    except yaml.YAMLError:
+        return []  # not ours to report: jsonargparse names the file and the line
+    bases = content.get(EXTENDS) if isinstance(content, dict) else None
+    if bases is None:
+        return []
+    if isinstance(bases, str):
+        return [bases]
+    if isinstance(bases, list) and all(isinstance(b, str) for b in bases):
+        return bases
+    raise UserError(f"{config}: `{EXTENDS}:` must be a path or a list of paths, relative to this file")
+
+
+def config_chain(config: str, _including: tuple[Path, ...] = ()) -> list[str]:
+    """`config` preceded by the configs it extends, recursively: bases first, each file once."""
+    path = Path(config)
+    if not path.is_file():
+        return [config]  # a YAML string or a missing file, which jsonargparse reports
+    including = (*_including, path.resolve())
+    chain: list[str] = []
+    for base in _extended_bases(path):
+        base_path = Path(os.path.normpath(path.parent / base))
+        if not base_path.is_file():
+            raise UserError(
+                f"{path}: extends {base}, but {base_path} does not exist "
+                "(a path in `extends:` is relative to the file that names it)"
+            )
+        if base_path.resolve() in including:
+            raise UserError(f"{path}: extends {base}, which extends {path} again")
+        known = {Path(c).resolve() for c in chain}
+        chain += [c for c in config_chain(str(base_path), including) if Path(c).resolve() not in known]
+    return [*chain, config]
+
+
+def expand_extends(args: list[str]) -> tuple[list[str], set[Path]]:
+    """`args` with every `--config <file>` turned into `--config <base> ... --config <file>` for the bases the
+    file extends, and the set of those bases (resolved): they never name the run."""
+    expanded: list[str] = []
+    bases: set[Path] = set()
+    i = 0
+    while i < len(args):
+        option, _, value = args[i].partition("=")
+        if option in ("-c", "--config") and (value or i + 1 < len(args)):
+            if not value:
+                i += 1
+                value = args[i]
+            chain = config_chain(value)
+            bases.update(Path(base).resolve() for base in chain[:-1])
+            expanded += [item for config in chain for item in ("--config", config)]
+        else:
+            expanded.append(args[i])
+        i += 1
+    return expanded, bases
+
+
+def _resolved(config) -> Path:
+    """The absolute path of a parsed `--config` value (a jsonargparse Path, or a plain path)."""
+    return Path(str(getattr(config, "absolute", config))).resolve()
 
 
 def run_identity_from_config_path(config_paths: list) -> tuple[str | None, str | None]:
     """(project, experiment) from a config at `projects/<project>/configs/<experiment>.yaml`."""
     for raw in config_paths or []:
-        path = Path(str(getattr(raw, "absolute", raw))).resolve()
+        path = _resolved(raw)
         parts = path.parts
         if "configs" in parts:
             i = len(parts) - 1 - parts[::-1].index("configs")
@@ -91,10 +159,14 @@ class AvgenCLI(LightningCLI):
 
     def parse_arguments(self, parser, args) -> None:
         """Parse `args` (the command line when None) without Lightning's warning about `args` given beside
-        `sys.argv`: `avgen` always passes the arguments it was given, less its own global options."""
+        `sys.argv`: `avgen` always passes the arguments it was given, less its own global options. Each
+        config's `extends:` is expanded first into `--config` arguments before it."""
+        args, self.base_configs = expand_extends(sys.argv[1:] if args is None else args)
         self.config = parser.parse_args(args)
 
     def add_arguments_to_parser(self, parser) -> None:
+        # read by `expand_extends` before parsing; accepted here so a config may hold it, never dumped
+        parser.add_argument(f"--{EXTENDS}", type=str | list[str] | None, default=None, help=argparse.SUPPRESS)
         parser.add_argument("--run.project", type=str | None, default=None, help="runs/<project>/...")
         parser.add_argument(
             "--run.experiment", type=str | None, default=None, help="runs/.../<experiment>/..."
@@ -117,7 +189,8 @@ class AvgenCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self._subconfig
-        project, experiment = run_identity_from_config_path(cfg.get("config"))
+        stages = [c for c in cfg.get("config") or [] if _resolved(c) not in self.base_configs]
+        project, experiment = run_identity_from_config_path(stages)
         cfg.run.project = cfg.run.project or project
         cfg.run.experiment = cfg.run.experiment or experiment
         if not cfg.run.project or not cfg.run.experiment:

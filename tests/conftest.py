@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -12,6 +14,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may download anything
 REPO = Path(__file__).resolve().parents[1]
 TEAM_DATA = REPO.parent / "shared" / "data"  # ../shared beside the repo (not the `shared` package)
 DEMO = TEAM_DATA / "specvqgan-demo"
+
+
+def resolved_config(config: Path) -> dict:
+    """What `avgen fit --config <config> --print_config` prints: the config over its bases and every default."""
+    import yaml
+
+    from shared.cli import AvgenCLI
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), pytest.raises(SystemExit) as exit_info:
+        AvgenCLI(args=["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code == 0
+    return yaml.safe_load(printed.getvalue())
 
 
 @pytest.fixture(scope="session")

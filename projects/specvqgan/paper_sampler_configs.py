@@ -18,7 +18,11 @@ VGGSound codebook"). 32 samples per sampler call, the official `evaluation/confi
 
 18 + 3 files that differ only in those fields are generated rather than written by hand so that they
 cannot drift apart; `tests/projects/specvqgan/test_configs.py` checks the committed files equal this
-script's output and the settings against the values above.
+script's output and the settings against the values above. Each field is written once: `configs/base/sampler.yaml`
+holds what every setting shares (trainer, GPT, mels; it extends the hand-written `base/paper.yaml`),
+`base/sampler_<setting>.yaml` a setting's codebook, dataset, learning rate and evaluation protocol, and each
+`sampler_<setting>_<features>.yaml` extends its setting's base with its visual features (`extends:`, see
+`shared.cli`).
 """
 
 from __future__ import annotations
@@ -55,10 +59,32 @@ def _visual(features: str, root: str, dataset: str) -> dict:
     }
 
 
-def config(setting: str, features: str | None, n_feats: int) -> dict:
-    codebook, dataset, root, base_lr = SETTINGS[setting]
+def base() -> dict:
+    """What every setting shares: the trainer (early stopping, sec. 6.1.4), the GPT and the 10-s mels."""
+    monitor = {"monitor": "val/loss", "mode": "min"}
+    trainer = {
+        "max_epochs": 100,
+        "callbacks": [
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {**monitor, "filename": "best"},
+            },
+            {
+                "class_path": "lightning.pytorch.callbacks.EarlyStopping",
+                "init_args": {**monitor, "patience": 2},
+            },
+        ],
+    }
+    model = {
+        "feat_dim": 2048,
+        "grid": [5, 53],
+        "n_layer": 24,
+        "n_head": 16,
+        "n_embd": 1024,
+        "dropout": 0.0,
+        "sampling": {"chunk_size": CHUNK_SIZE},
+    }
     data = {
-        "dataset": {"class_path": dataset, "init_args": {"root": root}},
         "cache_dir": "data/cache",
         "duration": 10.0,
         "trim_frames": 860,
@@ -66,69 +92,67 @@ def config(setting: str, features: str | None, n_feats: int) -> dict:
         "batch_size": 16,
         "num_workers": 8,
     }
-    if features is not None:
-        data |= {
-            "visual": _visual(features, root, dataset),
-            "n_feats": n_feats,
-            "feat_len": 215,
-            "feat_crop": 212,
-        }
-    model = {
-        "codebook_ckpt": f"runs/specvqgan/{codebook}/default/checkpoints/last.ckpt",
-        "condition": "feats" if features else "none",
-        "feat_dim": 2048,
-        "n_feats": n_feats if features else 1,
-        "grid": [5, 53],
-        "n_layer": 24,
-        "n_head": 16,
-        "n_embd": 1024,
-        "dropout": 0.0,
-        "base_lr": base_lr,
-        "sampling": {
-            "top_k": TOP_K[codebook],
-            "samples_per_clip": SAMPLES_PER_CLIP[dataset],
-            "chunk_size": CHUNK_SIZE,
-        },
-    }
-    monitor = {"monitor": "val/loss", "mode": "min"}
     return {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "auto",
-            "devices": "auto",
-            "max_epochs": 100,
-            "callbacks": [
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {**monitor, "filename": "best"},
-                },
-                {
-                    "class_path": "lightning.pytorch.callbacks.EarlyStopping",
-                    "init_args": {**monitor, "patience": 2},
-                },
-            ],
-        },
+        "extends": "paper.yaml",  # seed, accelerators; paths in `extends:` are relative to the file (shared.cli)
+        "trainer": trainer,
         "model": {"class_path": "projects.specvqgan.module_sampler.SpecVQGANTransformer", "init_args": model},
         "data": {"class_path": "projects.specvqgan.data.SpectrogramDataModule", "init_args": data},
     }
 
 
+def setting_base(setting: str) -> dict:
+    """One setting of Table 3: its codebook, dataset, learning rate and evaluation protocol."""
+    codebook, dataset, root, base_lr = SETTINGS[setting]
+    model = {
+        "codebook_ckpt": f"runs/specvqgan/{codebook}/default/checkpoints/last.ckpt",
+        "base_lr": base_lr,
+        "sampling": {"top_k": TOP_K[codebook], "samples_per_clip": SAMPLES_PER_CLIP[dataset]},
+    }
+    data = {"dataset": {"class_path": dataset, "init_args": {"root": root}}}
+    return {"extends": "sampler.yaml", "model": {"init_args": model}, "data": {"init_args": data}}
+
+
+def config(setting: str, features: str | None, n_feats: int) -> dict:
+    """One sampler: a setting's base and its visual features (none for "No Feats")."""
+    _, dataset, root, _ = SETTINGS[setting]
+    model = {"condition": "feats" if features else "none", "n_feats": n_feats if features else 1}
+    stage = {"extends": f"base/sampler_{setting}.yaml", "model": {"init_args": model}}
+    if features is not None:
+        data = {
+            "visual": _visual(features, root, dataset),
+            "n_feats": n_feats,
+            "feat_len": 215,
+            "feat_crop": 212,
+        }
+        stage["data"] = {"init_args": data}
+    return stage
+
+
 def configs() -> dict[str, str]:
-    """File name -> YAML text of every paper sampler config."""
-    out = {}
+    """File name (relative to `configs/`) -> YAML text: the bases, then every paper sampler config."""
+    header = (
+        "# Generated by projects/specvqgan/paper_sampler_configs.py (paper Table 3 settings); do not edit."
+    )
+    out = {"base/sampler.yaml": (base(), "What every Table 3 sampler shares.")}
+    for setting in SETTINGS:
+        codebook, dataset, root, _ = SETTINGS[setting]
+        comment = (
+            f"Table 3 setting ({setting}): the {codebook} codebook, {dataset.rsplit('.', 1)[1]} at {root}."
+        )
+        out[f"base/sampler_{setting}.yaml"] = (setting_base(setting), comment)
     for setting in SETTINGS:
         for features in ("resnet50", "bninception"):
             for n_feats in (1, 5, 212):
-                text = yaml.safe_dump(config(setting, features, n_feats), sort_keys=False)
-                out[f"sampler_{setting}_{features}_{n_feats}.yaml"] = text
-        out[f"sampler_{setting}_nofeats.yaml"] = yaml.safe_dump(config(setting, None, 1), sort_keys=False)
-    header = (
-        "# Generated by projects/specvqgan/paper_sampler_configs.py (paper Table 3 settings); do not edit.\n"
-    )
-    return {name: header + text for name, text in out.items()}
+                out[f"sampler_{setting}_{features}_{n_feats}.yaml"] = (config(setting, features, n_feats), "")
+        out[f"sampler_{setting}_nofeats.yaml"] = (config(setting, None, 1), "")
+    return {
+        name: f"{header}{' ' + comment if comment else ''}\n" + yaml.safe_dump(content, sort_keys=False)
+        for name, (content, comment) in out.items()
+    }
 
 
 if __name__ == "__main__":
     for name, text in configs().items():
+        (OUT / name).parent.mkdir(exist_ok=True)
         (OUT / name).write_text(text)
     print(f"wrote {len(configs())} configs to {OUT}")

@@ -1,4 +1,5 @@
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ def test_print_config_shows_full_class_paths(toy_root, tmp_path, capsys):
 def test_a_config_outside_projects_needs_a_run_name(toy_root, tmp_path):
     outside = tmp_path / "mine.yaml"
     outside.write_text(CONFIG.read_text())
+    shutil.copytree(CONFIG.parent / "base", tmp_path / "base")  # what it extends
     args = toy_args(toy_root, tmp_path)
     args[1] = str(outside)
     with pytest.raises(ValueError, match="cannot name the run folder"):
