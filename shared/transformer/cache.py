@@ -35,6 +35,18 @@ class KVCache:
         self.buffer[layer, 1, :, :, self.length : end] = v
         return self.buffer[layer, 0, :, :, :end], self.buffer[layer, 1, :, :, :end]
 
+    def write_at(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor, position: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one position's keys/values [B, H, 1, hd] of one layer at `position` (a 0-d long tensor on
+        the cache's device) and return the layer's whole buffers [B, H, max_length, hd]: the shapes and
+        addresses never change, so a CUDA graph can capture it; the caller masks the unwritten positions
+        and advances `length` itself."""
+        index = position.view(1)
+        self.buffer[layer, 0].index_copy_(2, index, k)
+        self.buffer[layer, 1].index_copy_(2, index, v)
+        return self.buffer[layer, 0], self.buffer[layer, 1]
+
     def advance(self, n: int) -> None:
         self.length += n
 

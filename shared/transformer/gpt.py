@@ -11,6 +11,8 @@ adds its own position table and has no slot for a prefix of continuous embedding
 weights would need reshaping and the prefix a detour through `inputs_embeds`. Attention runs through
 `torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient kernels where available), and
 incremental decoding writes into a preallocated `KVCache` instead of growing tensors by concatenation.
+`GPT.step` is the same decoding step with static shapes (the position a tensor, the whole cache attended
+under a mask), the function a CUDA graph captures (`shared.transformer.decoding`).
 """
 
 from __future__ import annotations
@@ -38,11 +40,21 @@ class CausalSelfAttention(nn.Module):
         b, t, c = x.shape
         return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)  # [B, H, T, hd]
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        position: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """position (a 0-d tensor; one new item): write it there and attend the whole cache, masked."""
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         t = x.shape[1]
         mask, causal = None, True
-        if cache is not None:
+        if position is not None:
+            k, v = cache.write_at(layer, k, v, position)
+            mask, causal = (torch.arange(cache.max_length, device=x.device) <= position)[None], False
+        elif cache is not None:
             start = cache.length
             k, v = cache.write(layer, k, v)
             if start > 0:  # the new positions see the whole cache and, causally, each other
@@ -66,8 +78,14 @@ class Block(nn.Module):
             nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout)
         )
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache, layer)
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        position: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer, position)
         return x + self.mlp(self.ln2(x))
 
 
@@ -129,6 +147,17 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(x.shape[1])
         return self.head(self.ln_f(x))
+
+    def step(self, tokens: torch.Tensor, position: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One decoding step with static shapes: tokens [B] at `position` (a 0-d long tensor on the model's
+        device) -> next-token logits [B, vocab]. It reads no Python-side state and never synchronises with
+        the host, so a CUDA graph can capture it once and replay it at every position; it leaves
+        `cache.length` to the caller."""
+        x = self.tok_emb(tokens)[:, None] + self.pos_emb.index_select(1, position.view(1))
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i, position)
+        return self.head(self.ln_f(x))[:, 0]
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from shared.transformer import GPT, KVCache, TokenSampling, draw, filter_logits, item_generators, uniforms
+from shared.transformer.decoding import StaticDecoder
 
 
 def test_incremental_decoding_with_the_cache_equals_one_full_forward():
@@ -14,6 +15,23 @@ def test_incremental_decoding_with_the_cache_equals_one_full_forward():
     chunks += [gpt(tokens[:, i : i + 1], None, cache) for i in range(9, 20)]  # then one position at a time
     assert cache.length == 24
     assert torch.allclose(torch.cat(chunks, dim=1), full, atol=1e-5)
+
+
+def test_the_static_shape_step_equals_the_growing_cache_step():
+    """`GPT.step` (what a CUDA graph captures: position in a tensor, the whole cache under a mask) gives
+    the logits of the full forward at every position, and never moves the cache's storage."""
+    torch.manual_seed(0)
+    gpt = GPT(vocab_size=50, block_size=30, n_layer=2, n_head=2, n_embd=16).eval()
+    tokens, prefix = torch.randint(50, (3, 20)), torch.randn(3, 4, 16)
+    full = gpt(tokens, prefix)
+    cache = gpt.new_cache(3)
+    storage = cache.buffer.data_ptr()
+    gpt(tokens[:, :5], prefix, cache)
+    decoder = StaticDecoder(gpt, cache)
+    steps = torch.stack([decoder(tokens[:, i]) for i in range(5, 20)], dim=1)
+    assert cache.length == 24 and cache.buffer.data_ptr() == storage
+    scale = full.abs().max()
+    assert (steps - full[:, 9:]).abs().max() <= 1e-5 * scale
 
 
 def test_cache_is_preallocated_and_refuses_to_overflow():

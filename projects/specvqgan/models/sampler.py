@@ -9,8 +9,10 @@ The sequence is [condition embeddings, code tokens]: N visual features through a
 The logits of the last condition position and of every code but the last predict the F'T' codes.
 
 `sample` draws codes with a preallocated KV cache: one prefill over the condition, then one position per
-step. `use_cache=False` is the recompute-everything loop of the official sampler (every step a full
-forward), kept as the reference the cached path must reproduce token for token. Sequences longer than
+step (`decode`: "cache", or "cuda_graph", the step captured in a CUDA graph, whose body "static" runs
+uncaptured on any device; `shared.transformer.decoding`). `decode="recompute"` is the recompute-everything
+loop of the official sampler (every step a full forward), kept as the reference the cached paths must
+reproduce token for token. Sequences longer than
 the model's grid (more columns than it was trained on) slide a window of W columns one column at a time,
 re-encoding the kept W - 1 columns (the absolute position table starts at 0 in each window) and taking the
 visual condition of the window's own time span from `condition_at(first_column)`.
@@ -31,6 +33,7 @@ from torch import nn
 
 from projects.specvqgan.models.vqgan import SpectrogramVQGAN
 from shared.transformer import GPT, TokenSampling, item_generators, uniforms
+from shared.transformer.decoding import DECODERS, new_decoder
 
 Condition = tuple[torch.Tensor | None, torch.Tensor | None]  # (features [B, N, D], class ids [B])
 
@@ -164,7 +167,7 @@ class VisualCodeSampler(nn.Module):
         top_p: float | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
-        use_cache: bool = True,
+        decode: str = "cache",
     ) -> torch.Tensor:
         """Draw codes [B, F' * n_columns] (column-major; n_columns defaults to the model's T').
 
@@ -172,7 +175,11 @@ class VisualCodeSampler(nn.Module):
         condition_at(c) -> (feats, labels) for the window whose first column is c, when n_columns > T';
         by default the given condition is reused for every window (as the official demo does).
         generator: one for the whole batch, or one per row (each row then draws from its own stream).
+        decode: "cache", "static", "cuda_graph" (`shared.transformer.decoding`) or "recompute" (a full
+        forward per code, the official loop); all draw the same codes.
         """
+        if decode != "recompute" and decode not in DECODERS:
+            raise ValueError(f"unknown decode {decode!r}; choose one of {[*DECODERS, 'recompute']}")
         sampling = TokenSampling(top_k, top_p, temperature)
         rows, window = self.grid
         n_columns = n_columns or window
@@ -188,7 +195,7 @@ class VisualCodeSampler(nn.Module):
             start, stop = first_column * rows, min(total, (first_column + window) * rows)
             random = uniforms(generator, batch, stop - m, codes.device)
             codes[:, m:stop] = self._sample_window(
-                self.condition(*condition), codes[:, start:m], random, sampling, use_cache
+                self.condition(*condition), codes[:, start:m], random, sampling, decode
             )
             m = stop
         return codes
@@ -199,19 +206,20 @@ class VisualCodeSampler(nn.Module):
         context: torch.Tensor,
         random: torch.Tensor,
         sampling: TokenSampling,
-        use_cache: bool,
+        decode: str,
     ) -> torch.Tensor:
         """random [B, n_new]: one uniform number per row for each new code."""
         new = []
         n_new = random.shape[1]
-        if use_cache:
+        if decode != "recompute":
             cache = self.gpt.new_cache(prefix.shape[0], self.gpt.block_size)
             logits = self.gpt(context, prefix, cache)[:, -1]
+            decoder = new_decoder(decode, self.gpt, cache) if n_new > 1 else None
             for i in range(n_new):
                 token = sampling.next_token(logits, random[:, i])
                 new.append(token)
                 if i + 1 < n_new:
-                    logits = self.gpt(token[:, None], None, cache)[:, -1]
+                    logits = decoder(token)
         else:
             for i in range(n_new):
                 tokens = torch.cat([context, *[t[:, None] for t in new]], dim=1)
@@ -239,7 +247,7 @@ class VisualCodeSampler(nn.Module):
         n_columns: int | None = None,
         prime: torch.Tensor | None = None,
         condition_at: Callable[[int], Condition] | None = None,
-        use_cache: bool = True,
+        decode: str = "cache",
     ) -> Iterator[tuple[slice, torch.Tensor]]:
         """One sample per key, `sampling.chunk_size` per call of `sample`: yields (items, codes [n, F'W]).
 
@@ -270,6 +278,6 @@ class VisualCodeSampler(nn.Module):
             codes = self.sample(
                 chunk_feats, pick(labels), n_columns=n_columns, prime=pick(prime), condition_at=window,
                 top_k=sampling.top_k, top_p=sampling.top_p, temperature=sampling.temperature,
-                generator=generators, use_cache=use_cache,
+                generator=generators, decode=decode,
             )  # fmt: skip
             yield items, codes

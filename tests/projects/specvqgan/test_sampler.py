@@ -220,18 +220,25 @@ def test_load_official_transformer_refuses_a_different_token_order(tmp_path):
 
 
 def test_cached_sampling_draws_the_tokens_of_the_recompute_loop():
+    """Both cached decoders, the growing-cache step and the static-shape step a CUDA graph captures,
+    draw the codes of the official recompute-everything loop."""
     sampler = VisualCodeSampler(
         tiny_codebook(), grid=(5, 10), feat_dim=12, n_feats=4, n_classes=3, **TINY_GPT
     ).eval()
     feats, labels = torch.randn(4, 4, 12), torch.tensor([0, 1, 2, 1])
     for kwargs in ({"top_k": 8, "temperature": 0.9}, {"top_p": 0.8}, {"n_columns": 23}):
-        draws = []
-        for use_cache in (True, False):
+        draws = {}
+        for decode in ("recompute", "cache", "static"):
             generator = torch.Generator().manual_seed(5)
-            draws.append(sampler.sample(feats, labels, generator=generator, use_cache=use_cache, **kwargs))
-        assert torch.equal(draws[0], draws[1]), kwargs
-        assert draws[0].shape == (4, 5 * kwargs.get("n_columns", 10))
-    assert len(set(map(tuple, draws[0].tolist()))) > 1  # samples differ between clips
+            draws[decode] = sampler.sample(feats, labels, generator=generator, decode=decode, **kwargs)
+        assert torch.equal(draws["cache"], draws["recompute"]), kwargs
+        assert torch.equal(draws["static"], draws["recompute"]), kwargs
+        assert draws["cache"].shape == (4, 5 * kwargs.get("n_columns", 10))
+    assert len(set(map(tuple, draws["cache"].tolist()))) > 1  # samples differ between clips
+    with pytest.raises(ValueError, match="cuda_graph decoding needs a CUDA device"):
+        sampler.sample(feats, labels, decode="cuda_graph")
+    with pytest.raises(ValueError, match="unknown decode 'graph'"):
+        sampler.sample(feats, labels, decode="graph")
 
 
 def record_cache_sizes(monkeypatch, sampler: VisualCodeSampler) -> list[int]:
