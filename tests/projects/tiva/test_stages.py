@@ -189,7 +189,9 @@ def test_evaluation_logs_quality_sync_and_speed_on_the_first_eval_seconds(runs, 
     scored = []
     update = OnsetSyncMetrics.update
     monkeypatch.setattr(
-        OnsetSyncMetrics, "update", lambda self, gen, ref: scored.append((gen, ref)) or update(self, gen, ref)
+        OnsetSyncMetrics,
+        "update",
+        lambda self, gen, ref, ids=None: scored.append((gen, ref)) or update(self, gen, ref, ids),
     )
     run = runs["joint"].run_dir
     # two samples per clip: MKL refuses a real clip given twice and a sample without its clip's real one
