@@ -9,11 +9,13 @@ in runs/tiva/:
 
 `--settings all` runs every named setting of `SETTINGS` (the diagnosis in projects/tiva/README.md); the
 default is DDPM-200, the sampler's default and the time-uniform grid it replaced. Each setting generates
-every test clip as many times as the pipeline's summary does (`EVAL_SAMPLES`), once per noise seed
+every test clip `--samples` times (the pipeline summary's `EVAL_SAMPLES` unless told; `--test-batches N`
+scores the first N batches of 8 clips only: 3 are the first 4 test clips of each class), once per noise seed
 (`eval_seed`; the same seeds for every setting), through the summary's own evaluation
 (`projects.tiva.pipeline.evaluate_run`), so the metrics are the summary's. The time per clip covers S, T,
 the sampler and the VAE decoder (the vocoder excluded, as the paper measures it). Prints a table (the mean
-over seeds, and each seed's FAD) and writes every seed's metrics to `--out` (JSON) after each setting.
+over seeds against DDPM-200, and each seed's metrics with their 95 % bootstrap intervals over clips) and
+writes every seed's metrics to `--out` (JSON) after each setting.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from projects.tiva.pipeline import COLUMNS, evaluate_run
+from projects.tiva.pipeline import COLUMNS, EVAL_SAMPLES, evaluate_run
 from shared.diffusion import DPMSolverOptions
+from shared.metrics import format_interval
 from shared.runs import run_checkpoint
 
 
@@ -72,7 +75,8 @@ SETTINGS = {
     "dpm-25-linspace-g1": Setting("dpm_solver", 25, {"spacing": "linspace"}, guidance_scale=1.0),
 }
 DEFAULT_SETTINGS = ["ddpm-200", "dpm-25", "dpm-25-linspace"]
-METRICS = tuple(c for c in COLUMNS if c != "layout_l2")
+LABELS = {name: heading for block in COLUMNS for heading, name in block if name != "layout_l2"}
+METRICS = tuple(LABELS)
 
 
 def summary(per_seed: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -90,6 +94,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, help="names of SETTINGS, or 'all'")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1234, 999], help="eval_seed of each run")
+    parser.add_argument("--samples", type=int, default=EVAL_SAMPLES, help="generations of each test clip")
+    parser.add_argument(
+        "--test-batches", type=int, default=None, help="only the first N test batches (default: all)"
+    )
     parser.add_argument("--run", default="runs/tiva/toy_joint/default")
     parser.add_argument("--melception", default="runs/tiva/toy_melception/default")
     parser.add_argument("--out", default="runs/tiva/benchmark_sampling.json")
@@ -99,32 +107,42 @@ def main() -> None:
         parser.error(f"unknown settings {unknown}; choose from {list(SETTINGS)} or 'all'")
     run = Path(args.run)
     checkpoint, melception = run_checkpoint(run), run_checkpoint(args.melception)
+    limit = [] if args.test_batches is None else [f"--trainer.limit_test_batches={args.test_batches}"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in names:
         setting = SETTINGS[name]
         per_seed = {
-            str(seed): evaluate_run(run, checkpoint, melception, setting.overrides(seed))
+            str(seed): evaluate_run(
+                run, checkpoint, melception, setting.overrides(seed) + limit, args.samples
+            )
             for seed in args.seeds
         }
         results[name] = {"setting": asdict(setting), "seeds": per_seed, "mean": summary(per_seed)}
-        out.write_text(json.dumps({"checkpoint": str(checkpoint), "results": results}, indent=2))
+        out.write_text(
+            json.dumps({"checkpoint": str(checkpoint), "args": vars(args), "results": results}, indent=2)
+        )
 
-    labels = {"fid": "FAD", "mkl": "KL", "is": "IS", "w_dis": "W-dis", "dtw_dis": "DTW-dis"}
-    seeds = " ".join(f"FAD@{s}" for s in args.seeds)
-    print(f"mean over seeds {args.seeds}; s/clip = generation time per clip, vocoder excluded")
-    print(f"{'setting':<27}" + "".join(f"{labels.get(c, 's/clip'):>9}" for c in METRICS) + f"   {seeds}")
+    print(
+        f"{args.samples} samples per clip; each seed's value [95 % bootstrap interval over clips]; "
+        "s/clip = generation time per clip, vocoder excluded"
+    )
+    print(f"{'setting':<27}{'seed':>6}  " + "".join(f"{LABELS[c]:<22}" for c in METRICS))
     for name, result in results.items():
-        mean = result["mean"]
-        fads = " ".join(f"{m.get('fid', float('nan')):.2f}" for m in result["seeds"].values())
-        print(f"{name:<27}" + "".join(f"{mean.get(c, float('nan')):9.3f}" for c in METRICS) + f"   {fads}")
+        for seed, m in result["seeds"].items():
+            cells = [
+                format_interval(*(m.get(f"{c}{end}", float("nan")) for end in ("", "_lo", "_hi")))
+                for c in METRICS
+            ]
+            print(f"{name:<27}{seed:>6}  " + "".join(f"{cell:<22}" for cell in cells))
     if "ddpm-200" in results:
         ddpm = results["ddpm-200"]["mean"]
+        print("mean over seeds, against DDPM-200:")
         for name, result in results.items():
             mean = result["mean"]
             print(
-                f"{name:<27} FAD {mean['fid'] / ddpm['fid']:.2f}x of DDPM-200's, "
+                f"{name:<27} FAD {mean['fid']:.2f} ({mean['fid'] / ddpm['fid']:.2f}x DDPM-200's), "
                 f"{ddpm['seconds_per_clip'] / mean['seconds_per_clip']:.1f}x its speed"
             )
 

@@ -68,7 +68,7 @@ def load_run(run: str | Path, device: str = "cpu") -> tuple[TiVAPipeline, Sampli
     else:
         vae, vocoder = load_frozen_parts(model["audioldm_root"], model.get("vocoder", "hifigan"))
     pipeline = TiVAPipeline(**parts, vae=vae, vocoder=vocoder).to(device).eval()
-    return pipeline, SamplingSettings(**model.get("sampling", {})), config["data"]["init_args"]
+    return pipeline, SamplingSettings.from_config(model.get("sampling", {})), config["data"]["init_args"]
 
 
 def windows(feats: torch.Tensor, n_windows: int, frames_per_window: float, n_frames: int) -> torch.Tensor:

@@ -70,6 +70,11 @@ class SamplingSettings:
         if self.steps < 1 or self.samples < 1:
             raise ValueError(f"sampling.steps and sampling.samples must be at least 1: {self}")
 
+    @classmethod
+    def from_config(cls, sampling: dict) -> SamplingSettings:
+        """The settings a run's config.yaml holds (`model.init_args.sampling`, DPM-Solver's options nested)."""
+        return cls(**{**sampling, "dpm_solver": DPMSolverOptions(**sampling.get("dpm_solver", {}))})
+
 
 def load_parts(parts: dict[str, nn.Module], state_dict: dict[str, torch.Tensor], source: str) -> None:
     """Copy each part's weights from a TiVA state dict, whose keys are `<part name>.<parameter>`."""

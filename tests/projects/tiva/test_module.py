@@ -167,3 +167,18 @@ def test_stage_and_layout_settings_must_agree(audioldm):
     with pytest.raises(ValueError, match="sampling.sampler"):
         SamplingSettings(sampler="euler")
     assert tiny_tiva(audioldm).front_end.layout_size == LAYOUT
+
+
+def test_sampling_settings_read_back_from_a_saved_run_config(tmp_path):
+    """What `avgen generate` reads: the `sampling` block of a run's config.yaml, DPM-Solver's options nested."""
+    import dataclasses
+
+    import yaml
+
+    from shared.diffusion import DPMSolverOptions
+
+    saved = SamplingSettings(steps=7, guidance_scale=2.0, dpm_solver=DPMSolverOptions(spacing="linspace"))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"sampling": dataclasses.asdict(saved)}))
+    read = SamplingSettings.from_config(yaml.safe_load((tmp_path / "config.yaml").read_text())["sampling"])
+    assert read == saved and isinstance(read.dpm_solver, DPMSolverOptions)
+    assert SamplingSettings.from_config({}) == SamplingSettings()
