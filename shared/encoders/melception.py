@@ -14,8 +14,9 @@ input standardisation shared with VGGish-ish).
 fc bias, MKL) and `'logits_unbiased'` (features @ W^T without the bias, IS).
 
 `width_divisor` (1, 2, 4, 8 or 16) divides every channel count of every block; it exists only so the toy
-config trains in seconds on a CPU (the full network takes about 40 s per training step of 16 toy clips on
-two cores). The paper configuration is `width_divisor=1`, which builds torchvision's blocks unchanged.
+config trains in seconds on a CPU, where the full network is far too slow for a toy run (figures:
+projects/specvqgan/README.md). The paper configuration is `width_divisor=1`, which builds torchvision's
+blocks unchanged.
 """
 
 from __future__ import annotations
