@@ -1,8 +1,9 @@
 """Griffin-Lim vocoder for any mel front end: the fallback when no neural vocoder checkpoint is given.
 
-Follows the SpecVQGAN reference (card sec. 7): undo the compression, map mel back to a linear-frequency
-magnitude, then 32 Griffin-Lim iterations with momentum 0.99. The mel inversion is torchaudio's
-least-squares `InverseMelScale` (librosa uses NNLS; both clamp at zero), so it runs on tensors in batches.
+Follows SpecVQGAN's inversion (`v-iashin/SpecVQGAN`, `feature_extraction/extract_mel_spectrogram.py`,
+`inv_transforms`): undo the compression, map mel back to a linear-frequency magnitude, then 32 Griffin-Lim
+iterations with momentum 0.99. The mel inversion is torchaudio's least-squares `InverseMelScale` (librosa uses
+NNLS; both clamp at zero), so it runs on tensors in batches.
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@
 The STFT and the mel filterbank are torchaudio's; what differs between papers is the parameters and the
 amplitude compression, kept here as named presets so that a cached feature records exactly what made it.
 
-`specvqgan` reproduces the official SpecVQGAN features (paper sec. 6.1.1; reference card sec. 1):
+`specvqgan` reproduces the official SpecVQGAN features (arXiv:2110.08791 sec. 6.1.1; `v-iashin/SpecVQGAN`,
+`feature_extraction/extract_mel_spectrogram.py`):
 22,050 Hz, magnitude STFT with n_fft 1024, hop 256, periodic Hann, reflect padding (librosa 0.8's
 default, which the released features used), 80 Slaney mels over 125-7600 Hz, then
 x = clip(0.8 + 0.2 * log10(max(mel, 1e-5)), 0, 1).
 
-`audioldm` is AudioLDM2's front end, which TiVA uses (TiVA paper sec. 4.1.1; reference card tiva.md sec. 2):
+`audioldm` is AudioLDM2's front end, which TiVA uses (TiVA, doi:10.1145/3664647.3681027, sec. 4.1.1;
+`haoheliu/AudioLDM2`, `audioldm2/utilities/data/dataset.py` and `audioldm2/utilities/audio/stft.py`):
 16 kHz, magnitude STFT with n_fft 1024, hop 160, periodic Hann, reflect padding, 64 Slaney mels over
 0-8000 Hz, x = ln(max(mel, 1e-5)), and AudioLDM2's crop to T // hop frames (163,840 samples -> 1024).
 AudioLDM2 also normalises the waveform first (`audioldm_normalize`).

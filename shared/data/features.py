@@ -33,7 +33,8 @@ class MelFeature:
 
 class WaveFeature:
     """A clip's audio as a mono float32 waveform [round(duration * sample_rate)], cut, looped or padded as
-    `MelFeature` does (the waveforms a vocoder trains on: SpecVQGAN's `<clip>_audio.npy`, card sec. 1)."""
+    `MelFeature` does (the waveforms a vocoder trains on: SpecVQGAN's `<clip>_audio.npy`, written
+    by `feature_extraction/extract_mel_spectrogram.py`)."""
 
     threads = 1  # torch threads while preparing: a clip's work is small operations (`prepare_features`)
 

@@ -3,13 +3,14 @@
 TiVA reads, for every frame at 10 fps, the CLS and patch tokens of CLIP layers 4, 8 and 11: S maps the layer-11
 CLS token to the semantic condition, T pools the patch tokens of all three layers (eqs. 2-4). Here any open_clip
 vision tower serves: `model.visual.forward_intermediates` returns the raw residual stream after the given blocks
-(before `ln_post`, not projected; reference card tiva.md sec. 7). The indices are open_clip's, 0-based block
+(before `ln_post`, not projected to the embedding width). The indices are open_clip's, 0-based block
 indices; the paper's "4, 8, 11" of a 12-block ViT-B read as (4, 8, 11) here, 11 being the last block (the
 paper does not say which convention it used). Frames are preprocessed as CLIP expects (shorter side to the
 model's image size, bicubic, centre crop, the model's mean and std).
 
 Patch tokens are stored averaged over the image, per layer: T's eq. 3 pools them anyway, and all tokens of three
-layers of a 10-s clip would take 24-94 MB (reference sec. 7). So a clip's feature is float32 [N, 2, L, D]: index
+layers of a 10-s clip would take 24-94 MB (about 103 frames x 3 layers x 50 (ViT-B/32) or 197 (ViT-B/16)
+tokens x 768 x 2 bytes in fp16). So a clip's feature is float32 [N, 2, L, D]: index
 0 of the second axis is the CLS token, index 1 the mean patch token (`split_clip_feature`).
 
 `pretrained` is an open_clip tag (e.g. "openai", downloaded to open_clip's cache on first use), a local

@@ -1,4 +1,6 @@
-"""Per-item processing of per-frame video features into the SpecVQGAN condition (reference card sec. 2).
+"""Per-item processing of per-frame video features into the SpecVQGAN condition (arXiv:2110.08791
+sec. 6.1.1; `v-iashin/SpecVQGAN`, `specvqgan/data/vggsound.py`: `VGGSoundFeats`, `CropFeats`,
+`ResampleFrames`).
 
 The official per-item chain, applied to a clip's cached frame features [T, D] (T about 215 at 21.5 fps):
 

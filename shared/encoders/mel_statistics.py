@@ -1,9 +1,10 @@
 """Per-mel-bin input standardisation shared by SpecVQGAN's spectrogram classifiers.
 
 VGGish-ish and Melception both see (x - mean_f) / std_f of the [0, 1] mel, with the 80 per-bin statistics
-of the VGGSound training split (reference card sec. 1 and 8; the official file
-`train_means_stds_melspec_10s_22050hz.txt`, one `mean std` row per mel bin). The statistics are buffers
-named `mel_mean` / `mel_std`, so a checkpoint carries the statistics its weights were trained with.
+of the VGGSound training split (the official file of `v-iashin/SpecVQGAN`,
+`specvqgan/modules/losses/vggishish/data/train_means_stds_melspec_10s_22050hz.txt`, one `mean std` row per
+mel bin). The statistics are buffers named `mel_mean` / `mel_std`, so a checkpoint carries the statistics
+its weights were trained with.
 """
 
 from __future__ import annotations

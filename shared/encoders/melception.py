@@ -1,20 +1,22 @@
 """Melception: the spectrogram classifier behind SpecVQGAN's FID, MKL and IS (paper sec. 3.4 and 6.1.6).
 
 torchvision's `Inception3` with the paper's two changes: the input convolution `Conv2d_1a_3x3` takes one
-channel (1 -> 32, kernel 3, stride 2) and `maxpool1` / `maxpool2` are identities, so an 80 x 848 mel keeps
-its resolution (pre-pool map [B, 2048, 8, 104], reference card sec. 8). The auxiliary head stays in the
-module because the official checkpoint holds `AuxLogits.*`; the official training computed the auxiliary
-loss and then overwrote it, so only the main head learned - here the auxiliary head is frozen
-(`requires_grad=False`) and never run, which is the same training and keeps DDP free of unused parameters.
-Paper size (309 VGGSound classes): 25,213,450 parameters, 580 official state-dict entries (plus our two
-`mel_mean` / `mel_std` buffers, the classifier's input standardisation shared with VGGish-ish).
+channel (1 -> 32, kernel 3, stride 2) and `maxpool1` / `maxpool2` are identities, so an 80 x 848 mel keeps its
+resolution (pre-pool map [B, 2048, 8, 104]; `v-iashin/SpecVQGAN`,
+`evaluation/feature_extractors/melception.py`). The auxiliary head stays in the module because the official
+checkpoint holds `AuxLogits.*`; the official training computed the auxiliary loss and then overwrote it, so
+only the main head learned - here the auxiliary head is frozen (`requires_grad=False`) and never run, which is
+the same training and keeps DDP free of unused parameters. Paper size (309 VGGSound classes): 25,213,450
+parameters, 580 official state-dict entries (plus our two `mel_mean` / `mel_std` buffers, the classifier's
+input standardisation shared with VGGish-ish).
 
 `features` returns what the official evaluation reads: `'2048'` (pooled features, FID), `'logits'` (with the
 fc bias, MKL) and `'logits_unbiased'` (features @ W^T without the bias, IS).
 
 `width_divisor` (1, 2, 4, 8 or 16) divides every channel count of every block; it exists only so the toy
-config trains in seconds on a CPU (the full network takes about 40 s per training step of 16 toy clips on
-two cores). The paper configuration is `width_divisor=1`, which builds torchvision's blocks unchanged.
+config trains in seconds on a CPU, where the full network is far too slow for a toy run (figures:
+projects/specvqgan/README.md). The paper configuration is `width_divisor=1`, which builds torchvision's
+blocks unchanged.
 """
 
 from __future__ import annotations
@@ -112,8 +114,9 @@ class Melception(MelStandardization, Inception3):
         return self.fc(self._pooled(mel01))
 
     def features(self, mel01: torch.Tensor, names: tuple[str, ...] = FEATURES) -> dict[str, torch.Tensor]:
-        """The evaluation features of reference card sec. 8, by name: `'2048'` [B, 2048] pooled features,
-        `'logits'` [B, n_classes] = fc(features), `'logits_unbiased'` = features @ fc.weight^T (no bias).
+        """The features the official evaluation reads (`v-iashin/SpecVQGAN`, `evaluation/metrics/fid.py`,
+        `kl.py`, `isc.py`), by name: `'2048'` [B, 2048] pooled features, `'logits'` [B, n_classes] =
+        fc(features), `'logits_unbiased'` = features @ fc.weight^T (no bias).
         Call it in eval mode (dropout off), as the official evaluation does."""
         unknown = set(names) - set(FEATURES)
         if unknown:
@@ -131,7 +134,7 @@ def _specvqgan_front_end() -> MelFrontEnd:
 def melception_inputs(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Waveforms [B, T] at any rate -> what Melception reads: SpecVQGAN's mel [B, 80, frames] in [0, 1] of the
     audio resampled to 22,050 Hz (torchaudio's sinc resampler). This is how audio of other systems is scored
-    with Melception, e.g. TiVA's 16 kHz output (TiVA reference card sec. 8, "Melception path")."""
+    with Melception, e.g. TiVA's 16 kHz output (TiVA sec. 4.1.3, its "mel." metrics)."""
     front_end = _specvqgan_front_end().to(wave.device)
     if sample_rate != front_end.sample_rate:
         wave = torchaudio.functional.resample(wave.float(), sample_rate, front_end.sample_rate)

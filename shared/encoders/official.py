@@ -1,6 +1,7 @@
 """Reading SpecVQGAN's released per-frame visual features (`.pkl`) without trusting the pickles.
 
-The official feature files (reference card sec. 2) are Python pickles of one float numpy array per clip:
+The official feature files (as `v-iashin/SpecVQGAN`, `specvqgan/data/vggsound.py`, `VGGSoundFeats` reads
+them) are Python pickles of one float numpy array per clip:
 
 - ResNet-50 (RGB): `feature_resnet50_dim2048_21.5fps/<clip>.pkl`, (215, 2048);
 - BN-Inception (the paper's default, sec. 6.1.1): one RGB and one optical-flow pickle per clip, each

@@ -1,6 +1,7 @@
 """Per-frame ResNet features of a video: SpecVQGAN's "ResNet-50 (RGB)" condition (paper sec. 6.1.1).
 
-What the official extraction does (reference card sec. 2), and how it is done here:
+What the official extraction does (`v-iashin/SpecVQGAN`, `feature_extraction/demo_utils.py`: `ExtractResNet50`,
+`LeftmostCropOrTile`), and how it is done here:
 
 | official | here |
 | --- | --- |

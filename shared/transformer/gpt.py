@@ -1,10 +1,11 @@
 """A GPT-2-style decoder over code tokens, with an optional prefix of condition embeddings.
 
-The layout follows minGPT as used by taming-transformers and SpecVQGAN (paper sec. 3.2; reference card
-sec. 5): pre-LayerNorm blocks `x + attn(ln1 x)`, `x + mlp(ln2 x)`, separate key/query/value/proj Linears
-with bias, a 4x GELU MLP, a learned absolute position table shared by the prefix and the tokens, a final
-LayerNorm and a bias-free head; init N(0, 0.02), LayerNorm (1, 0), position table zeros. Keeping those
-names and shapes lets the official checkpoints load by renaming only the prefix.
+The layout follows minGPT as used by taming-transformers and SpecVQGAN (arXiv:2110.08791 sec. 3.2;
+`v-iashin/SpecVQGAN`, `specvqgan/modules/transformer/mingpt.py`): pre-LayerNorm blocks
+`x + attn(ln1 x)`, `x + mlp(ln2 x)`, separate key/query/value/proj Linears with bias, a 4x GELU MLP, a
+learned absolute position table shared by the prefix and the tokens, a final LayerNorm and a bias-free
+head; init N(0, 0.02), LayerNorm (1, 0), position table zeros. Keeping those names and shapes lets the
+official checkpoints load by renaming only the prefix.
 
 Written here rather than taken from `transformers.GPT2Model`: GPT-2 there fuses q/k/v into one Conv1D,
 adds its own position table and has no slot for a prefix of continuous embeddings, so the official

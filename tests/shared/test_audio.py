@@ -20,7 +20,8 @@ def front_end() -> MelFrontEnd:
 
 
 def official_mel(y: np.ndarray) -> np.ndarray:
-    """The official feature extraction (reference card sec. 1), written with librosa as the official code is."""
+    """The official feature extraction (`v-iashin/SpecVQGAN`, `feature_extraction/extract_mel_spectrogram.py`),
+    written with librosa as the official code is."""
     stft = np.abs(
         librosa.stft(y, n_fft=1024, hop_length=256, win_length=1024, center=True, pad_mode="reflect")
     )
@@ -58,7 +59,8 @@ AUDIOLDM_N = 163_840  # 10.24 s at 16 kHz
 
 
 def audioldm_reference(y: np.ndarray) -> np.ndarray:
-    """AudioLDM2's front end written independently with librosa (reference card tiva.md sec. 2), keyword args."""
+    """AudioLDM2's front end written independently with librosa, keyword args (`haoheliu/AudioLDM2`,
+    `audioldm2/utilities/data/dataset.py`)."""
     stft = np.abs(
         librosa.stft(y, n_fft=1024, hop_length=160, win_length=1024, center=True, pad_mode="reflect")
     )

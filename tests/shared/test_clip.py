@@ -1,4 +1,4 @@
-"""shared.encoders.clip: per-frame CLIP token features (TiVA sec. 3.2.1; reference card tiva.md sec. 7)."""
+"""shared.encoders.clip: per-frame CLIP token features (TiVA sec. 3.2.1, eqs. 2-3)."""
 
 import numpy as np
 import open_clip

@@ -1,4 +1,4 @@
-"""shared.guidance: classifier-free guidance (reference card tiva.md sec. 11 cross-checks)."""
+"""shared.guidance: classifier-free guidance (TiVA sec. 4.1.1: scale 5.0, 10 % of s zeroed)."""
 
 import torch
 
