@@ -194,7 +194,7 @@ class AvgenCLI(LightningCLI):
         cfg.run.project = cfg.run.project or project
         cfg.run.experiment = cfg.run.experiment or experiment
         if not cfg.run.project or not cfg.run.experiment:
-            raise ValueError(
+            raise UserError(
                 "cannot name the run folder: pass a config under projects/<project>/configs/ "
                 "or give --run.project and --run.experiment"
             )

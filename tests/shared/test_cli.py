@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from shared.cli import AvgenCLI, newest_checkpoint, run_identity_from_config_path
+from shared.runs import UserError
 from tests.conftest import REPO
 from tests.shared.probes import child, probe, recorded_runs, run, wait_for
 
@@ -48,7 +49,7 @@ def test_a_config_outside_projects_needs_a_run_name(toy_root, tmp_path):
     shutil.copytree(CONFIG.parent / "base", tmp_path / "base")  # what it extends
     args = toy_args(toy_root, tmp_path)
     args[1] = str(outside)
-    with pytest.raises(ValueError, match="cannot name the run folder"):
+    with pytest.raises(UserError, match="cannot name the run folder"):
         AvgenCLI(args=["fit", *args, "--trainer.max_steps=1"])
 
 
