@@ -8,7 +8,7 @@ both on the test split exactly as the pipeline's summary does ("TiVA" and "w/o J
     python benchmarks/tiva_joint_seeds.py --seeds 1 2 3 [--out runs/tiva/benchmark_joint_seeds.json]
     python benchmarks/tiva_joint_seeds.py --seeds 9 --trainer.max_steps=2   # other arguments go to both stages
 
-Each seed takes about 9 minutes on the 2-core machine. A finished seed is not trained again (its runs resume
+A finished seed is not trained again (its runs resume
 as finished), so the script can be re-run after a kill. Prints one row per seed and the mean and standard
 deviation of each row and of the FAD difference, and writes them to `--out` (JSON).
 """
@@ -21,6 +21,7 @@ import statistics
 from pathlib import Path
 
 from projects.tiva.pipeline import COLUMNS, ROWS, STAGES, evaluate_run
+from shared.metrics import format_interval
 from shared.pipeline import run_stage
 
 COMPARED = ("TiVA", "w/o Joint")
@@ -51,10 +52,18 @@ def main() -> None:
         }
         print(f"seed {seed}: " + ", ".join(f"{label} FAD {m['fid']:.2f}" for label, m in table[seed].items()))
 
-    print(f"\n{'seed':<6}{'row':<12}" + "".join(f"{c:>18}" for c in COLUMNS))
-    for seed, scores in table.items():
-        for label, metrics in scores.items():
-            print(f"{seed:<6}{label:<12}" + "".join(f"{metrics.get(c, float('nan')):18.4f}" for c in COLUMNS))
+    print("\neach value [95 % bootstrap interval over the test clips]")
+    for block in COLUMNS:
+        print(f"{'seed':<6}{'row':<12}" + "".join(f"{heading:<22}" for heading, _ in block))
+        for seed, scores in table.items():
+            for label, metrics in scores.items():
+                cells = [
+                    format_interval(
+                        *(metrics.get(f"{name}{end}", float("nan")) for end in ("", "_lo", "_hi"))
+                    )
+                    for _, name in block
+                ]
+                print(f"{seed:<6}{label:<12}" + "".join(f"{cell:<22}" for cell in cells))
     summary = {}
     for label in COMPARED:
         fads = [scores[label]["fid"] for scores in table.values()]
