@@ -54,7 +54,7 @@ def main() -> None:
 
     print("\neach value [95 % bootstrap interval over the test clips]")
     for block in COLUMNS:
-        print(f"{'seed':<6}{'row':<12}" + "".join(f"{heading:<22}" for heading, _ in block))
+        print(f"{'seed':<6}{'row':<12}" + " ".join(f"{heading:<22}" for heading, _ in block))
         for seed, scores in table.items():
             for label, metrics in scores.items():
                 cells = [
@@ -63,7 +63,7 @@ def main() -> None:
                     )
                     for _, name in block
                 ]
-                print(f"{seed:<6}{label:<12}" + "".join(f"{cell:<22}" for cell in cells))
+                print(f"{seed:<6}{label:<12}" + " ".join(f"{cell:<22}" for cell in cells))
     summary = {}
     for label in COMPARED:
         fads = [scores[label]["fid"] for scores in table.values()]

@@ -128,14 +128,14 @@ def main() -> None:
         f"{args.samples} samples per clip; each seed's value [95 % bootstrap interval over clips]; "
         "s/clip = generation time per clip, vocoder excluded"
     )
-    print(f"{'setting':<27}{'seed':>6}  " + "".join(f"{LABELS[c]:<22}" for c in METRICS))
+    print(f"{'setting':<27}{'seed':>6}  " + " ".join(f"{LABELS[c]:<22}" for c in METRICS))
     for name, result in results.items():
         for seed, m in result["seeds"].items():
             cells = [
                 format_interval(*(m.get(f"{c}{end}", float("nan")) for end in ("", "_lo", "_hi")))
                 for c in METRICS
             ]
-            print(f"{name:<27}{seed:>6}  " + "".join(f"{cell:<22}" for cell in cells))
+            print(f"{name:<27}{seed:>6}  " + " ".join(f"{cell:<22}" for cell in cells))
     if "ddpm-200" in results:
         ddpm = results["ddpm-200"]["mean"]
         print("mean over seeds, against DDPM-200:")

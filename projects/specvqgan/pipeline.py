@@ -75,7 +75,7 @@ def summarize(results: dict[str, StageResult]) -> str:
         "",
         f"  test split ({len(results['sampler'].datamodule.split('test'))} clips), Melception metrics, "
         "95 % bootstrap intervals over clips",
-        f"  {'':<33}" + "".join(f"{name:<22}" for name in ("FID", "MKL", "IS")),
+        f"  {'':<33}" + " ".join(f"{name:<22}" for name in ("FID", "MKL", "IS")),
     ]
     reconstructions = rows["sampler"]
     lines.append(_row("codebook reconstructions", reconstructions, "reconstructions"))
@@ -91,4 +91,4 @@ def _row(label: str, metrics: dict[str, float], kind: str) -> str:
         )
         for name in ("fid", "mkl", "is")
     ]
-    return f"  {label:<33}" + "".join(f"{cell:<22}" for cell in cells)
+    return f"  {label:<33}" + " ".join(f"{cell:<22}" for cell in cells)

@@ -95,7 +95,7 @@ def summarize(results: dict[str, StageResult]) -> str:
         f"  Melception accuracy (valid)       {results['melception'].metrics.get('val/acc', float('nan')):.3f}",
         f"  layout L2 of T alone (valid)      {results['layout'].metrics.get('val/layout_l2', float('nan')):.4f}",
         "",
-        f"  test split ({len(results['joint'].datamodule.split('test'))} clips, {EVAL_SAMPLES} samples each), "
+        f"  test split ({len(results['joint'].datamodule.split('test'))} clips x {EVAL_SAMPLES} generations), "
         "95 % bootstrap intervals over clips",
     ]
     rows = {
@@ -103,11 +103,11 @@ def summarize(results: dict[str, StageResult]) -> str:
         for label, stage, overrides in ROWS
     }
     for block in COLUMNS:
-        lines.append(f"  {'':<26}" + "".join(f"{heading:<22}" for heading, _ in block))
+        lines.append(f"  {'':<26}" + " ".join(f"{heading:<22}" for heading, _ in block))
         for label, metrics in rows.items():
             cells = [
                 format_interval(*(metrics.get(f"{name}{end}", float("nan")) for end in ("", "_lo", "_hi")))
                 for _, name in block
             ]
-            lines.append(f"  {label:<26}" + "".join(f"{cell:<22}" for cell in cells))
+            lines.append(f"  {label:<26}" + " ".join(f"{cell:<22}" for cell in cells))
     return "\n".join(lines)
