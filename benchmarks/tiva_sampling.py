@@ -8,8 +8,8 @@ in runs/tiva/:
         [--run runs/tiva/toy_joint/default] [--melception runs/tiva/toy_melception/default]
 
 `--settings all` runs every named setting of `SETTINGS` (the diagnosis in projects/tiva/README.md); the
-default is DDPM-200, the sampler's default and the time-uniform grid it replaced. Each setting generates
-every test clip `--samples` times (the pipeline summary's `EVAL_SAMPLES` unless told; `--test-batches N`
+default is DDPM-200, TiVA's DPM-Solver (the SDE form), its ODE form and the ODE on the time-uniform grid.
+Each setting generates every test clip `--samples` times (the pipeline summary's `EVAL_SAMPLES` unless told; `--test-batches N`
 scores the first N batches of 8 clips only: 3 are the first 4 test clips of each class), once per noise seed
 (`eval_seed`; the same seeds for every setting), through the summary's own evaluation
 (`projects.tiva.pipeline.evaluate_run`), so the metrics are the summary's. The time per clip covers S, T,
@@ -54,7 +54,7 @@ class Setting:
 SETTINGS = {
     "ddpm-200": Setting("ddpm", 200),
     "ddpm-1000": Setting("ddpm", 1000),
-    # DPMSolverSampler's default: 2M, logSNR-uniform steps 999 ... 0, the last step to x̂_0
+    # DPMSolverOptions' default: 2M (the probability-flow ODE), logSNR-uniform steps 999 ... 0, the last step to x̂_0
     "dpm-25": Setting("dpm_solver", 25),
     "dpm-50": Setting("dpm_solver", 50),
     "dpm-100": Setting("dpm_solver", 100),
@@ -68,13 +68,14 @@ SETTINGS = {
     "dpm-25-sigma_min": Setting("dpm_solver", 25, {"final_sigmas_type": "sigma_min"}),
     "dpm-25-karras": Setting("dpm_solver", 25, {"spacing": "karras"}),
     "dpm-25-3m": Setting("dpm_solver", 25, {"solver_order": 3}),
+    # TiVA's default (`projects.tiva.models.pipeline.TIVA_DPM_SOLVER`): the same steps in the SDE form
     "dpm-25-sde": Setting("dpm_solver", 25, {"algorithm_type": "sde-dpmsolver++"}),
     # guidance: does the gap to DDPM grow with the scale?
     "ddpm-200-g1": Setting("ddpm", 200, guidance_scale=1.0),
     "dpm-25-g1": Setting("dpm_solver", 25, guidance_scale=1.0),
     "dpm-25-linspace-g1": Setting("dpm_solver", 25, {"spacing": "linspace"}, guidance_scale=1.0),
 }
-DEFAULT_SETTINGS = ["ddpm-200", "dpm-25", "dpm-25-linspace"]
+DEFAULT_SETTINGS = ["ddpm-200", "dpm-25-sde", "dpm-25", "dpm-25-linspace"]
 LABELS = {name: heading for block in COLUMNS for heading, name in block if name != "layout_l2"}
 METRICS = tuple(LABELS)
 

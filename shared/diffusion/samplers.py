@@ -102,8 +102,9 @@ class DPMSolverOptions:
       projects/tiva/README.md (sampling).
     - `final_sigmas_type="zero"`: the last step, from t = 0 with logSNR spacing, returns x̂_0.
     - `solver_order=2` (the paper's order; midpoint, first order at the last step); `algorithm_type`
-      "dpmsolver++" (deterministic, data prediction) or "sde-dpmsolver++" (diffusers' stochastic variant,
-      its noise from the sampling generator).
+      "dpmsolver++" (the probability-flow ODE, deterministic, data prediction) or "sde-dpmsolver++" (diffusers'
+      SDE form, its noise from the sampling generator), which TiVA uses: under strong classifier-free
+      guidance the ODE's limit is not the guided DDPM's (`projects.tiva.models.pipeline.TIVA_DPM_SOLVER`).
     """
 
     spacing: Spacing = "logsnr"

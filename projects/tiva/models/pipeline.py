@@ -18,7 +18,7 @@ builds it from a run folder alone.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import torch
@@ -36,6 +36,11 @@ from shared.diffusion import DDPMSampler, DPMSolverOptions, DPMSolverSampler, tr
 from shared.guidance import batched_guidance
 
 Sampler = Literal["dpm_solver", "ddpm"]
+# TiVA's second-order DPM-Solver: DPM-Solver++(2M) in its SDE form (noise added at every step). With guidance
+# 5.0 the deterministic (probability-flow ODE) form samples another distribution than the guided DDPM process
+# the model was trained for, at any number of steps (Bradley & Nakkiran, arXiv:2408.09000); the SDE form
+# converges to the guided DDPM's. Figures (Gaussian data and the toy model): projects/tiva/README.md, sampling.
+TIVA_DPM_SOLVER = DPMSolverOptions(algorithm_type="sde-dpmsolver++")
 LayoutKind = Literal["predicted", "ground_truth", "none"]
 MEL = PRESETS["audioldm"]  # the mel the VAE encodes and the vocoder inverts
 
@@ -45,8 +50,9 @@ class SamplingSettings:
     """How TiVA samples (paper sec. 4.1.1 for the defaults).
 
     - `sampler`: "dpm_solver" (the paper's second-order DPM-Solver) or "ddpm" (ancestral, for comparison);
-    - `dpm_solver`: how DPM-Solver discretises (`shared.diffusion.DPMSolverOptions`: 2M, steps uniform in
-      logSNR, the last one to x̂_0; its docstring and projects/tiva/README.md say why; unused by "ddpm");
+    - `dpm_solver`: how DPM-Solver discretises (`shared.diffusion.DPMSolverOptions`; `TIVA_DPM_SOLVER`: 2M in
+      its SDE form, steps uniform in logSNR, the last one to x̂_0; `TIVA_DPM_SOLVER` and
+      `DPMSolverOptions` say why; unused by "ddpm");
     - `steps`: model evaluations per sample (25);
     - `guidance_scale`: classifier-free guidance (5.0; 0 runs the unconditional branch alone, Table 5's "w/o S");
     - `layout`: G's layout input, "predicted" by T, the clip's "ground_truth" (Table 3), or "none" (zeros, for
@@ -55,7 +61,7 @@ class SamplingSettings:
     """
 
     sampler: Sampler = "dpm_solver"
-    dpm_solver: DPMSolverOptions = field(default_factory=DPMSolverOptions)
+    dpm_solver: DPMSolverOptions = TIVA_DPM_SOLVER
     steps: int = 25
     guidance_scale: float = 5.0
     layout: LayoutKind = "predicted"
@@ -73,7 +79,7 @@ class SamplingSettings:
     @classmethod
     def from_config(cls, sampling: dict) -> SamplingSettings:
         """The settings a run's config.yaml holds (`model.init_args.sampling`, DPM-Solver's options nested)."""
-        return cls(**{**sampling, "dpm_solver": DPMSolverOptions(**sampling.get("dpm_solver", {}))})
+        return cls(**{**sampling, "dpm_solver": replace(TIVA_DPM_SOLVER, **sampling.get("dpm_solver", {}))})
 
 
 def load_parts(parts: dict[str, nn.Module], state_dict: dict[str, torch.Tensor], source: str) -> None:
