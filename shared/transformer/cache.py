@@ -22,7 +22,9 @@ class KVCache:
         device: torch.device | str = "cpu",
     ):
         shape = (n_layer, 2, batch_size, n_head, max_length, head_dim)
-        self.buffer = torch.empty(shape, dtype=dtype, device=device)
+        # zeros, not empty: the static-shape step (`GPT.step`) attends the whole buffer under a mask, and a masked
+        # position's zero weight times a NaN left in unwritten memory is NaN
+        self.buffer = torch.zeros(shape, dtype=dtype, device=device)
         self.max_length = max_length
         self.length = 0  # positions already stored (for every layer)
 

@@ -37,6 +37,8 @@ def test_the_static_shape_step_equals_the_growing_cache_step():
 def test_cache_is_preallocated_and_refuses_to_overflow():
     cache = KVCache(n_layer=2, batch_size=1, n_head=2, max_length=6, head_dim=4)
     storage = cache.buffer.data_ptr()
+    # unwritten positions are finite: the static step weighs them by zero, and 0 x NaN would be NaN
+    assert torch.equal(cache.buffer, torch.zeros_like(cache.buffer))
     k = torch.randn(1, 2, 4, 4)
     keys, _ = cache.write(0, k, k)
     cache.advance(4)
