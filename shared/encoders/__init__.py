@@ -7,6 +7,8 @@
 - `CLIPFrameFeatures` / `CLIPFeature`: per-frame CLS and mean patch tokens of chosen open_clip layers (TiVA);
 - `Melception` (SpecVQGAN's evaluation classifier; also TiVA's), `load_melception` (official or our checkpoints),
   `melception_inputs` (audio at any rate -> Melception's mel);
+- `VGGish` (FAD's embedding network, with its log-mel front end and FAD's windows), `load_vggish`,
+  `load_vggish_pca` (torchvggish's weight and PCA files);
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
@@ -43,6 +45,14 @@ lazy_package(
             "ResNetFrameFeatures",
             "build_resnet",
             "weights_identity",
+        ],
+        "shared.encoders.vggish": [
+            "VGGish",
+            "VGGishLogMel",
+            "VGGishPCA",
+            "fad_examples",
+            "load_vggish",
+            "load_vggish_pca",
         ],
     },
 )
