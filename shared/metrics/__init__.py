@@ -6,6 +6,11 @@ from shared.lazy import lazy_package
 lazy_package(
     __name__,
     {
+        "shared.metrics.audio": [
+            "AudioGenerationMetrics",
+            "LabelSetAccuracy",
+            "top_class_hits",
+        ],
         "shared.metrics.bootstrap": [
             "BOOTSTRAP",
             "Bootstrap",
