@@ -9,6 +9,7 @@
   `melception_inputs` (audio at any rate -> Melception's mel);
 - `VGGish` (FAD's embedding network, with its log-mel front end and FAD's windows), `load_vggish`,
   `load_vggish_pca` (torchvggish's weight and PCA files);
+- `WaveMelception`: a Melception that reads waveforms (the toy stand-in for VGGish and PaSST);
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
@@ -46,6 +47,7 @@ lazy_package(
             "build_resnet",
             "weights_identity",
         ],
+        "shared.encoders.wave_melception": ["WaveMelception"],
         "shared.encoders.vggish": [
             "VGGish",
             "VGGishLogMel",
