@@ -12,12 +12,12 @@ One LightningModule for every prior; the prior given (`projects.gravo.models.pri
 | `*_gravo` | same | CE + lambda_w L_w + lambda_f L_f (eq. 6) | GRAVO, Table 1 |
 | `*_up` | `UpPrior` | CE | both (eq. 2: Up is Im2Wav's) |
 
-Each training window's codes come from the frozen VQ-VAE (`vqvae_ckpt`: a checkpoint of the VQ-VAE stage, or
-any checkpoint holding a `WaveVQVAE` state dict; `vqvae` its constructor arguments). Its weights travel in this
-module's checkpoints (it is small), so a prior's run folder decodes on its own. The Low prior drops the
+Each training window's codes come from the frozen VQ-VAE (`vqvae_ckpt`: a checkpoint of the VQ-VAE stage,
+`projects.gravo.module_vqvae.load_vqvae`). The Low prior drops the
 conditions of each example with probability `cfg_prob` (0.5, classifier-free guidance, sec. 2.4); the Up prior
 has no null condition. The auxiliary losses need the target audio's embedding w from a frozen Wav2CLIP
-(`wav2clip_ckpt`, `shared.encoders.load_wav2clip`), which is kept out of the checkpoints.
+(`wav2clip_ckpt`, `shared.encoders.wav2clip.load_wav2clip`). Both frozen networks are kept out of this
+module's checkpoints: the prior's run folder holds the prior alone, next to the VQ-VAE's.
 
 `ce_units`: the cross-entropy L_Low enters eq. 6 in bits (default) or nats. Bits by default because that is
 the loss Im2Wav's training loop minimises (`ConditionalAutoregressive2D.forward` divides by ln 2), the code
@@ -41,43 +41,18 @@ L2-normalised per-frame CLIP embeddings), `offset` [B] and `total_length` [B] in
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from torch import nn
 
 from projects.gravo.models.gravo import GravoLossWeights, auxiliary_losses, target_clip_score
 from projects.gravo.models.priors import LowPrior, UpPrior
-from projects.gravo.models.vqvae import WaveVQVAE
-from shared.encoders.wav2clip import Wav2CLIP, load_wav2clip
+from projects.gravo.module_vqvae import load_vqvae
+from shared.encoders.wav2clip import load_wav2clip
 from shared.metrics import StageMeans
-from shared.runs import UserError
-
-VQVAE_ANCHOR = "encoders.0.level_blocks.0.model.0.0.weight"  # the first convolution of the VQ-VAE
-
-
-def load_vqvae_weights(vqvae: WaveVQVAE, ckpt_path: str | Path) -> WaveVQVAE:
-    """Load a `WaveVQVAE`'s weights from a checkpoint that holds its state dict under any prefix (the VQ-VAE
-    stage's Lightning checkpoint, or a plain state dict); frozen and in eval mode."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such VQ-VAE checkpoint (train the VQ-VAE stage first)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    anchor = next((k for k in state or {} if k.endswith(VQVAE_ANCHOR)), None)
-    if anchor is None:
-        raise UserError(f"{path}: no {VQVAE_ANCHOR} under any prefix; not a checkpoint of the VQ-VAE")
-    prefix = anchor.removesuffix(VQVAE_ANCHOR)
-    own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-    try:
-        vqvae.load_state_dict(own)
-    except RuntimeError as error:
-        raise UserError(
-            f"{path}: does not fit the configured VQ-VAE ({str(error).splitlines()[0]})"
-        ) from error
-    return vqvae.eval().requires_grad_(False)
 
 
 class GravoPrior(LightningModule):
@@ -86,8 +61,7 @@ class GravoPrior(LightningModule):
     def __init__(
         self,
         prior: LowPrior | UpPrior,
-        vqvae_ckpt: str | None = None,
-        vqvae: dict | None = None,
+        vqvae_ckpt: str,
         wav2clip_ckpt: str | None = None,
         cfg_prob: float = 0.5,
         lambda_w: float = 0.0,
@@ -121,27 +95,31 @@ class GravoPrior(LightningModule):
             )
         self.prior, self.is_low = prior, is_low
         self.loss_weights = GravoLossWeights(lambda_w, lambda_f, gamma)
-        self.vqvae = WaveVQVAE(**(vqvae or {})).requires_grad_(False)
-        if vqvae_ckpt is not None:  # None: rebuilt from this module's own checkpoint, which holds its weights
-            load_vqvae_weights(self.vqvae, vqvae_ckpt)
-        # a plain dict, not a submodule: the frozen Wav2CLIP stays out of the prior's checkpoints
-        self.frozen: dict[str, Wav2CLIP] = {}
+        # a plain dict, not submodules: the frozen networks stay out of the prior's checkpoints
+        self.frozen: dict[str, nn.Module] = {"vqvae": load_vqvae(vqvae_ckpt).requires_grad_(False)}
         if wav2clip_ckpt:
             self.frozen["wav2clip"] = load_wav2clip(wav2clip_ckpt).requires_grad_(False)
         names = ["loss", "ce_bits"] + (["loss_w", "loss_f"] if guided else [])
         self.eval_means = StageMeans(names + (["tcs"] if wav2clip_ckpt and is_low else []))
 
     # --- pieces ----------------------------------------------------------------------------------------
+    def frozen_model(self, name: str, device: torch.device) -> nn.Module:
+        """The frozen `vqvae` or `wav2clip`, on `device` and in eval mode."""
+        return self.frozen[name].to(device).eval()
+
+    def encode(self, wave: torch.Tensor) -> list[torch.Tensor]:
+        """The frozen VQ-VAE's codes of the window: [codes_up [B, T / 8], codes_low [B, T / 32]]."""
+        return self.frozen_model("vqvae", wave.device).encode(wave)
+
     def audio_embedding(self, wave: torch.Tensor) -> torch.Tensor:
         """w: the frozen Wav2CLIP embedding [B, 512] of the target audio."""
-        wav2clip = self.frozen["wav2clip"].to(wave.device).eval()
         with torch.no_grad():
-            return wav2clip(wave)
+            return self.frozen_model("wav2clip", wave.device)(wave)
 
     def losses(self, batch: dict, null_prob: float = 0.0) -> dict[str, torch.Tensor]:
         """{"loss", "ce_bits"} and, with the frame attention, {"loss_w", "loss_f"} (eq. 6), plus "frames"."""
         wave, clip = batch["wave"], batch["clip_feats"]
-        codes_up, codes_low = self.vqvae.encode(wave)
+        codes_up, codes_low = self.encode(wave)
         if self.is_low:
             logits, frames = self.prior(codes_low, clip, batch["offset"], batch["total_length"], null_prob)
             target = codes_low

@@ -8,6 +8,9 @@
 - `Melception` (SpecVQGAN's evaluation classifier; also TiVA's), `load_melception` (official or our checkpoints),
   `melception_inputs` (audio at any rate -> Melception's mel);
 - `Wav2CLIP` (GRAVO's audio target and CS metric), `load_wav2clip` (official `Wav2CLIP.pt` or our checkpoints);
+- `VGGish` (FAD's embedding network, with its log-mel front end and FAD's windows), `load_vggish`,
+  `load_vggish_pca` (torchvggish's weight and PCA files);
+- `WaveMelception`: a Melception that reads waveforms (the toy stand-in for VGGish and PaSST);
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
@@ -46,5 +49,14 @@ lazy_package(
             "weights_identity",
         ],
         "shared.encoders.wav2clip": ["Wav2CLIP", "load_wav2clip", "wav2clip_frames"],
+        "shared.encoders.wave_melception": ["WaveMelception"],
+        "shared.encoders.vggish": [
+            "VGGish",
+            "VGGishLogMel",
+            "VGGishPCA",
+            "fad_examples",
+            "load_vggish",
+            "load_vggish_pca",
+        ],
     },
 )

@@ -6,6 +6,11 @@ from shared.lazy import lazy_package
 lazy_package(
     __name__,
     {
+        "shared.metrics.audio": [
+            "AudioGenerationMetrics",
+            "LabelSetAccuracy",
+            "top_class_hits",
+        ],
         "shared.metrics.bootstrap": [
             "BOOTSTRAP",
             "Bootstrap",
@@ -13,6 +18,7 @@ lazy_package(
             "clip_key_ids",
             "format_interval",
         ],
+        "shared.metrics.clip_score": ["CLIPScore", "clip_score"],
         "shared.metrics.frechet": ["FrechetDistance", "frechet_distance"],
         "shared.metrics.inception_score": ["InceptionScore", "inception_score"],
         "shared.metrics.kl": ["MeanKLDivergence", "kl_divergence"],
