@@ -1,0 +1,112 @@
+"""GRAVO's toy pipeline (`make train PROJECT=gravo`): Im2Wav's and GRAVO's stages end to end, then Tables 1-2.
+
+Stand-ins for the frozen pretrained parts first: the waveform VQ-VAE (Im2Wav's `small_multi_level_vqvae` at toy
+widths), a classifier of the toy classes reading 16-kHz audio (the toy set's VGGish and PaSST: FAD on its
+features, KL and ACC on its outputs) and a Wav2CLIP trained on the toy clips (GRAVO's audio target w and the CS
+metric); CLIP is a small random-weight ViT whose per-frame embeddings the data module caches. Then the Low
+prior's five variants of Table 2, each trained from scratch with the same seed (Im2Wav; the frame attention
+alone; + L_w; + L_f; GRAVO = both, eq. 6) and the Up prior they share (eq. 2: Up is Im2Wav's).
+
+The summary generates, for each Low variant, the first window of every test clip (classifier-free guidance
+eta = 3, one generation per clip, `EVAL_SAMPLES`) and `IMAGEHEAR_GENERATIONS` clips per toy ImageHear class,
+and prints Tables 1-2's columns with their 95 % bootstrap intervals over clips (`projects.gravo.evaluate`).
+One training per row cannot order rows whose intervals overlap; `benchmarks/gravo_seeds.py` repeats the Low
+stages over more training seeds.
+"""
+
+from __future__ import annotations
+
+from projects.gravo.evaluate import evaluate_clips, evaluate_images
+from projects.gravo.models.pipeline import GravoPipeline, SamplingSettings
+from shared.metrics import AudioGenerationMetrics, format_interval
+from shared.pipeline import Stage, StageResult
+
+EVAL_SAMPLES = 1
+IMAGEHEAR_GENERATIONS = 20
+# Im2Wav's sampling defaults; the Low prior's time signal gets the length of a toy clip (2 s), as Im2Wav's gets
+# that of a VGGSound clip (10 s)
+SETTINGS = SamplingSettings(total_length=32_000, samples=EVAL_SAMPLES)
+
+
+def _frozen(results: dict[str, StageResult]) -> list[str]:
+    return [
+        f"--model.init_args.vqvae_ckpt={results['vqvae'].checkpoint}",
+        f"--model.init_args.wav2clip_ckpt={results['wav2clip'].checkpoint}",
+    ]
+
+
+# (row label, stage name, config): Table 2's rows, Im2Wav first and GRAVO (eq. 6) last
+LOW_VARIANTS = [
+    ("Im2Wav", "low_im2wav", "toy_low_im2wav.yaml"),
+    ("MHA only", "low_mha", "toy_low_gravo_mha.yaml"),
+    ("MHA + L_w", "low_lw", "toy_low_gravo_lw.yaml"),
+    ("MHA + L_f", "low_lf", "toy_low_gravo_lf.yaml"),
+    ("GRAVO (MHA + L_w + L_f)", "low_gravo", "toy_low_gravo.yaml"),
+]
+
+STAGES = [
+    Stage("vqvae", "toy_vqvae.yaml"),
+    Stage("classifier", "toy_classifier.yaml"),
+    Stage("wav2clip", "toy_wav2clip.yaml"),
+    *(Stage(stage, config, args=_frozen, validate=False) for _, stage, config in LOW_VARIANTS),
+    Stage("up", "toy_up.yaml", args=_frozen, validate=False),
+]
+
+# (heading, metric): Table 1 (VGGSound: FAD, KL, CS, ACC; ImageHear: CS, ACC) and Table 2's tCS
+COLUMNS = (
+    (("FAD", "fad"), ("KL", "kl"), ("CS", "cs"), ("ACC", "acc")),
+    (("tCS", "tcs"), ("IH CS", "ih_cs"), ("IH ACC", "ih_acc")),
+)
+
+
+def gravo_pipeline(results: dict[str, StageResult], low_stage: str) -> GravoPipeline:
+    """The inference pipeline of one Low variant with the shared VQ-VAE and Up prior, in eval mode."""
+    return GravoPipeline(
+        results["vqvae"].model.vqvae, results[low_stage].model.prior, results["up"].model.prior
+    ).eval()
+
+
+def evaluate_variant(
+    results: dict[str, StageResult], low_stage: str, settings: SamplingSettings, seed: int = 0
+) -> dict[str, float]:
+    """Table 1-2's metrics of one Low variant on the toy test clips and the toy ImageHear images."""
+    pipeline = gravo_pipeline(results, low_stage)
+    classifier = results["classifier"].model.net.eval()
+    wav2clip = results["wav2clip"].model.model.eval()
+    datamodule = results[low_stage].datamodule
+    datamodule.setup("test")
+    metrics = AudioGenerationMetrics(classifier, classifier)
+    values = evaluate_clips(pipeline, datamodule.test_dataloader(), metrics, wav2clip, settings, seed)
+    images = datamodule.imagehear_dataloader(IMAGEHEAR_GENERATIONS)
+    image_values = evaluate_images(pipeline, images, classifier, wav2clip, settings, seed)
+    return values | {f"ih_{name}": value for name, value in image_values.items()}
+
+
+def table(rows: dict[str, dict[str, float]]) -> list[str]:
+    lines = []
+    for block in COLUMNS:
+        lines.append(f"  {'':<26}" + " ".join(f"{heading:<22}" for heading, _ in block))
+        for label, metrics in rows.items():
+            cells = [
+                format_interval(*(metrics.get(f"{name}{end}", float("nan")) for end in ("", "_lo", "_hi")))
+                for _, name in block
+            ]
+            lines.append(f"  {label:<26}" + " ".join(f"{cell:<22}" for cell in cells))
+    return lines
+
+
+def summarize(results: dict[str, StageResult]) -> str:
+    rows = {label: evaluate_variant(results, stage, SETTINGS) for label, stage, _ in LOW_VARIANTS}
+    reference = rows["Im2Wav"]
+    lines = [
+        "GRAVO toy pipeline:",
+        f"  VQ-VAE spectral loss (valid)     {results['vqvae'].metrics.get('val/spectral', float('nan')):.4f}",
+        f"  classifier accuracy (valid)      {results['classifier'].metrics.get('val/acc', float('nan')):.3f}",
+        "",
+        "  test clips (one generation each) and toy ImageHear "
+        f"({IMAGEHEAR_GENERATIONS} per class), 95 % bootstrap intervals over clips",
+        f"  {'Reference (real audio)':<26}CS {format_interval(reference['cs_real'], reference['cs_real_lo'], reference['cs_real_hi'])}"
+        f"  ACC {format_interval(reference['acc_real'], reference['acc_real_lo'], reference['acc_real_hi'])}",
+        *table(rows),
+    ]
+    return "\n".join(lines)
