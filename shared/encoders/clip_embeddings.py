@@ -74,6 +74,9 @@ class CLIPEmbeddingFeature:
     """
 
     name = "clip_emb"
+    # torch threads while preparing (`prepare_features`): one per process, the preparation's worker processes
+    # give the parallelism; a toy model's small operations ran many times slower on two threads than on one
+    threads = 1
 
     def __init__(
         self,
