@@ -108,13 +108,15 @@ class GravoPrior(LightningModule):
         return self.frozen[name].to(device).eval()
 
     def encode(self, wave: torch.Tensor) -> list[torch.Tensor]:
-        """The frozen VQ-VAE's codes of the window: [codes_up [B, T / 8], codes_low [B, T / 32]]."""
-        return self.frozen_model("vqvae", wave.device).encode(wave)
+        """The frozen VQ-VAE's codes of the window: [codes_up [B, T / 8], codes_low [B, T / 32]], in float32
+        under mixed precision too (a bf16 encoder would pick other nearest codes than the one they came from)."""
+        with torch.autocast(wave.device.type, enabled=False):
+            return self.frozen_model("vqvae", wave.device).encode(wave.float())
 
     def audio_embedding(self, wave: torch.Tensor) -> torch.Tensor:
-        """w: the frozen Wav2CLIP embedding [B, 512] of the target audio."""
-        with torch.no_grad():
-            return self.frozen_model("wav2clip", wave.device)(wave)
+        """w: the frozen Wav2CLIP embedding [B, 512] of the target audio (float32, no gradient)."""
+        with torch.no_grad(), torch.autocast(wave.device.type, enabled=False):
+            return self.frozen_model("wav2clip", wave.device)(wave.float())
 
     def losses(self, batch: dict, null_prob: float = 0.0) -> dict[str, torch.Tensor]:
         """{"loss", "ce_bits"} and, with the frame attention, {"loss_w", "loss_f"} (eq. 6), plus "frames"."""
