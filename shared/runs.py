@@ -52,3 +52,14 @@ def run_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: missing; a run folder holds the config.yaml its training wrote")
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def build_module(spec: dict):
+    """A network from its `class_path` / `init_args` in a run's config, built by jsonargparse as the CLI builds
+    it (generation rebuilds a run's networks without Lightning)."""
+    from jsonargparse import ArgumentParser
+    from torch import nn
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--part", type=nn.Module)
+    return parser.instantiate_classes(parser.parse_object({"part": spec})).part

@@ -38,9 +38,9 @@ def _frozen(results: dict[str, StageResult]) -> list[str]:
 # (row label, stage name, config): Table 2's rows, Im2Wav first and GRAVO (eq. 6) last
 LOW_VARIANTS = [
     ("Im2Wav", "low_im2wav", "toy_low_im2wav.yaml"),
-    ("MHA only", "low_mha", "toy_low_gravo_mha.yaml"),
-    ("MHA + L_w", "low_lw", "toy_low_gravo_lw.yaml"),
-    ("MHA + L_f", "low_lf", "toy_low_gravo_lf.yaml"),
+    ("MHA only", "low_mha", "toy_low_mha.yaml"),
+    ("MHA + L_w", "low_lw", "toy_low_lw.yaml"),
+    ("MHA + L_f", "low_lf", "toy_low_lf.yaml"),
     ("GRAVO (MHA + L_w + L_f)", "low_gravo", "toy_low_gravo.yaml"),
 ]
 

@@ -28,8 +28,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from jsonargparse import ArgumentParser
-from torch import nn
 
 from projects.tiva.models import (
     FROZEN_PARTS_KEY,
@@ -43,17 +41,10 @@ from projects.tiva.models import (
 from projects.tiva.pictures import above, layout_picture, mel_picture
 from shared.audio import save_audio, save_mel_picture
 from shared.encoders import CLIPFeature, loop_frames, split_clip_feature
-from shared.runs import UserError, run_checkpoint, run_config
+from shared.runs import UserError, build_module, run_checkpoint, run_config
 from shared.video import mux_audio, video_info
 
 PARTS = ("semantic", "layout_predictor", "generator")
-
-
-def build(spec: dict) -> nn.Module:
-    """A network from its `class_path` / `init_args` in a run's config, built by jsonargparse as the CLI does."""
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--part", type=nn.Module)
-    return parser.instantiate_classes(parser.parse_object({"part": spec})).part
 
 
 def load_run(run: str | Path, device: str = "cpu") -> tuple[TiVAPipeline, SamplingSettings, dict]:
@@ -61,7 +52,7 @@ def load_run(run: str | Path, device: str = "cpu") -> tuple[TiVAPipeline, Sampli
     checkpoint_path, config = run_checkpoint(run), run_config(run)
     model = config["model"]["init_args"]
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    parts = {name: build(model[name]) for name in PARTS}
+    parts = {name: build_module(model[name]) for name in PARTS}
     load_parts(parts, checkpoint["state_dict"], str(checkpoint_path))
     if FROZEN_PARTS_KEY in checkpoint:
         vae, vocoder = frozen_parts_from_state(checkpoint[FROZEN_PARTS_KEY])
