@@ -110,8 +110,9 @@ class RecordingSampling(TokenSampling):
         return super().next_token(logits, uniform)
 
 
-def test_cached_decoding_gives_the_full_forward_logits_and_the_tokens_of_a_recompute_loop():
-    model = tiny_model()
+@pytest.mark.parametrize("attn_order", [0, 1, 2])
+def test_cached_decoding_gives_the_full_forward_logits_and_the_tokens_of_a_recompute_loop(attn_order):
+    model = tiny_model(attn_order=attn_order)
     n, keys = T, ["a", "b", "c"]
     start, x_cond = torch.randn(3, 32), torch.randn(3, n, 32)
     sampling = RecordingSampling()
