@@ -299,6 +299,10 @@ class SparseTransformerLM(nn.Module):
         if guided:
             if (guidance.x_cond is None) != (x_cond is None):
                 raise ValueError("give x_cond to both branches of the guidance or to neither")
+            if guidance.start.shape != start.shape:
+                raise ValueError(
+                    f"the null start {tuple(guidance.start.shape)} differs from {tuple(start.shape)}"
+                )
             start = torch.cat([guidance.start, start])
             x_cond = None if x_cond is None else torch.cat([guidance.x_cond, x_cond])
         inputs = start[:, None]

@@ -216,9 +216,11 @@ def test_paper_size_parameter_count_follows_the_jukebox_layer_formula(n_ctx):
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
-def test_too_long_inputs_are_refused():
+def test_too_long_inputs_and_mismatched_guidance_are_refused():
     model = tiny_model()
     with pytest.raises(ValueError, match=f"{T + 2} positions exceed n_ctx={T + 1}"):
         model(torch.zeros(1, T + 2, dtype=torch.long), torch.zeros(1, 32))
     with pytest.raises(ValueError, match=f"2 prime \\+ {T} new tokens exceed n_ctx={T + 1}"):
         model.sample(torch.zeros(1, 32), None, T, TokenSampling(), prime=torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="the null start \\(1, 32\\) differs from \\(2, 32\\)"):
+        model.sample(torch.zeros(2, 32), None, 3, TokenSampling(), guidance=Guidance(3.0, torch.zeros(1, 32)))
