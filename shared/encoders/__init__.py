@@ -7,6 +7,7 @@
 - `CLIPFrameFeatures` / `CLIPFeature`: per-frame CLS and mean patch tokens of chosen open_clip layers (TiVA);
 - `Melception` (SpecVQGAN's evaluation classifier; also TiVA's), `load_melception` (official or our checkpoints),
   `melception_inputs` (audio at any rate -> Melception's mel);
+- `Wav2CLIP` (GRAVO's audio target and CS metric), `load_wav2clip` (official `Wav2CLIP.pt` or our checkpoints);
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
@@ -44,5 +45,6 @@ lazy_package(
             "build_resnet",
             "weights_identity",
         ],
+        "shared.encoders.wav2clip": ["Wav2CLIP", "load_wav2clip", "wav2clip_frames"],
     },
 )
