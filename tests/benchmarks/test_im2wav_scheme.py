@@ -2,15 +2,27 @@
 the tokens that the guided teacher-forced logits of the official re-creation give, leaves the model's own
 transformer as it found it (the unconditional branch runs on a deep copy), and is reproducible by seed."""
 
+import pytest
 import torch
 
 from benchmarks.im2wav_scheme import sample_low
 from shared.transformer.sampling import draw, uniforms
 from tests.projects.gravo.official_im2wav import TINY, build_official, official_hps, randomize_
 
+SMALL_LOW = {**TINY["low"], "n_ctx": 64, "blocks": 8, "sample_length": 2048}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # thousands of one-token forwards of a tiny model: on busy cores more threads only add overhead
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 def test_scheme_tokens_are_the_guided_draws_of_the_full_forward_logits():
-    hps = official_hps("low", **TINY["low"])
+    hps = official_hps("low", **SMALL_LOW)
     prior = randomize_(build_official(hps), seed=1).eval()
     clip = torch.nn.functional.normalize(
         torch.randn(3, 7, 512, generator=torch.Generator().manual_seed(0)), dim=-1
@@ -36,7 +48,7 @@ def test_scheme_tokens_are_the_guided_draws_of_the_full_forward_logits():
 
 
 def test_top_k_keeps_draws_inside_the_top_k_guided_logits():
-    hps = official_hps("low", **TINY["low"])
+    hps = official_hps("low", **SMALL_LOW)
     prior = randomize_(build_official(hps), seed=2).eval()
     clip = torch.nn.functional.normalize(
         torch.randn(2, 4, 512, generator=torch.Generator().manual_seed(1)), dim=-1

@@ -101,12 +101,13 @@ HPARAM_SETS = {
     "up": [SMALL_MULTI_LEVEL_VQVAE, SMALL_UPSAMPLER, ALL_FP16],
 }
 
-# a narrow copy for fast tests: the same structure, every size small (n_ctx: Low 64 tokens, Up 256)
+# a narrow copy for fast tests: the same structure, every size small; Low's 256 tokens (8192 samples) reach
+# relative-position bins 0-3 of the time signal
 TINY = {
     "vqvae": {"l_bins": 64, "emb_width": 16, "width": 8, "depth": 2, "sample_length": 2048},
     "low": {
-        "l_bins": 64, "emb_width": 16, "width": 8, "depth": 2, "sample_length": 2048, "n_ctx": 64,
-        "prior_width": 32, "prior_depth": 4, "blocks": 8,
+        "l_bins": 64, "emb_width": 16, "width": 8, "depth": 2, "sample_length": 8192, "n_ctx": 256,
+        "prior_width": 32, "prior_depth": 4, "blocks": 16,
     },
     "up": {
         "l_bins": 64, "emb_width": 16, "width": 8, "depth": 2, "sample_length": 2048, "n_ctx": 256,
