@@ -12,10 +12,11 @@ variance of the audio and the mean Frobenius norm of its magnitude STFT (n_fft 2
 
 Bandwidth: the official code measures it once at start-up, before training, on the first `hps.duration`
 seconds (5 s) of dataset audio, i.e. on the first two 4.096-s training windows (dataset items 0 and 16).
-We measure it on the first batch the loss sees (`WaveformReconstructionLoss`; the training module hands it
-the first training batch before anything else), summed over all processes, and keep it in buffers so the
-checkpoint carries it and a resumed run uses the same scale; or a config gives both numbers. Same formula,
-a few more clips, no separate pass over the dataset.
+We measure it on the first training batch, windows cut as training cuts them (`WaveformReconstructionLoss`
+measures on the first batch it sees; the training module discards one measured on Lightning's sanity-check
+validation batch), summed over all processes, and keep it in buffers so the checkpoint carries it and a
+resumed run uses the same scale; or a config gives both numbers. Same formula, 16 clips instead of 2, no
+separate pass over the dataset.
 
 Why not a library: `auraloss.MultiResolutionSTFTLoss` (the usual choice) combines spectral convergence
 and log-magnitude terms, and its linear-magnitude term is an element-wise mean (L1 or MSE), not the
@@ -129,6 +130,11 @@ class WaveformReconstructionLoss(nn.Module):
             )
         self.variance.fill_(variance)
         self.spec_norm.fill_(norm_sum / n_clips)
+
+    def forget_bandwidth(self) -> None:
+        """Back to unknown: the next batch sets it again."""
+        self.variance.zero_()
+        self.spec_norm.zero_()
 
     def forward(self, target: torch.Tensor, reconstructions: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """target [B, T] and one [B, T] per level -> `recon_l{level}`, `multispectral_l{level}` (level 0 =
