@@ -4,6 +4,9 @@
     avgen prepare --dataset vas --root /data/vas --features mel --duration 10 --shard 3/16
     avgen prepare --dataset vas --root /data/vas --features mel,resnet50 --device cuda
     avgen prepare --dataset vggsound --root /data/vggsound --features wave   # waveforms (vocoder training)
+    avgen prepare --dataset vggsound --root /data/vggsound --split-dir none --features wave,clip_emb \
+        --sample-rate 16000 --duration full --no-loop     # GRAVO: whole clips, CLIP embeddings at 30 fps
+    avgen prepare --dataset imagehear --root /data/ImageHear --features clip_emb
 
 Every feature of every clip is one atomically written `.npy` in the feature's cache folder (see
 `shared.data.cache`), the same folder the DataModules read, so training finds the work done. Killed at
@@ -52,12 +55,10 @@ def _mel(args: argparse.Namespace):
 
 def _resnet(args: argparse.Namespace):
     """SpecVQGAN's per-frame ResNet-50 features at 21.5 fps, [floor(duration x 21.5), 2048] (215 for 10 s)."""
-    import torch
-
     from shared.encoders.resnet import ResNetFeature  # torchvision: only for the feature that needs it
 
     weights = None if args.resnet_weights.lower() == "none" else args.resnet_weights
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(args.device)
     feature = ResNetFeature(
         args.resnet_arch,
         weights,
@@ -76,11 +77,42 @@ def _wave(args: argparse.Namespace):
     return WaveFeature(args.sample_rate, duration=args.duration, loop=not args.no_loop)
 
 
+def _clip_emb(args: argparse.Namespace):
+    """Per-frame L2-normalised CLIP image embeddings at `--clip-fps` (Im2Wav, GRAVO), or of a still image."""
+    import json
+
+    from shared.encoders.clip_embeddings import CLIPEmbeddingFeature  # open_clip: only for this feature
+
+    pretrained = None if args.clip_pretrained.lower() == "none" else args.clip_pretrained
+    feature = CLIPEmbeddingFeature(
+        args.clip_model,
+        pretrained,
+        fps=args.clip_fps,
+        duration=args.clip_duration,
+        model_cfg=json.loads(args.clip_model_cfg) if args.clip_model_cfg else None,
+        device=_device(args.device),
+    )
+    feature.model  # noqa: B018  (build now: bad weights stop the run here, and a download happens once)
+    return feature
+
+
+def _device(device: str) -> str:
+    import torch
+
+    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _seconds(text: str) -> float | None:
+    """A duration in seconds, or `full` (the clip's own length)."""
+    return None if text.lower() in ("full", "none") else float(text)
+
+
 # name -> factory(parsed arguments) -> feature (callable on a ClipRecord, with params())
 FEATURES: dict[str, Callable[[argparse.Namespace], object]] = {
     "mel": _mel,
     "resnet50": _resnet,
     "wave": _wave,
+    "clip_emb": _clip_emb,
 }
 
 
@@ -148,9 +180,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--shard", default=None, help="i/n: every n-th clip from the i-th (0-based)")
     parser.add_argument(
         "--duration",
-        type=float,
+        type=_seconds,
         default=10.0,
-        help="seconds per clip (mel, wave: of audio; resnet50: of video)",
+        help="seconds per clip (mel, wave: of audio; resnet50: of video); wave: `full` keeps whole clips",
     )
     parser.add_argument(
         "--no-loop",
@@ -170,14 +202,39 @@ def main(argv: list[str]) -> None:
         "--frame-resize", type=int, default=None, help="shorter side before the crop (default size x 8/7)"
     )
     parser.add_argument("--frame-fps", type=float, default=21.5, help="video frames per second (resnet50)")
+    parser.add_argument("--clip-model", default="ViT-B-32", help="clip_emb: open_clip architecture")
+    parser.add_argument(
+        "--clip-pretrained",
+        default="openai",
+        help="clip_emb: open_clip tag, weights file, or 'none' (random weights, seed 0)",
+    )
+    parser.add_argument(
+        "--clip-model-cfg",
+        default=None,
+        help="clip_emb: JSON of open_clip config keys overriding the model's",
+    )
+    parser.add_argument("--clip-fps", type=float, default=30.0, help="clip_emb: frames per second")
+    parser.add_argument(
+        "--clip-duration",
+        type=_seconds,
+        default=None,
+        help="clip_emb: seconds of video, short ones padded with the last frame (default: each video's own)",
+    )
     parser.add_argument("--device", default="auto", help="device of the networks: auto, cpu, cuda, cuda:1")
     parser.add_argument("--media-dir", default="video", help="VGGSound: folder of the clips (video or audio)")
+    parser.add_argument(
+        "--split-dir",
+        default=".",
+        help="VGGSound: folder of the split lists, or `none` for the CSV's split; part of the caches' identity, "
+        "so give what the data config's `dataset.split_dir` says",
+    )
     args = parser.parse_args(argv)
     args.features = ",".join(name.strip() for name in args.features.split(",") if name.strip())
     unknown = set(args.features.split(",")) - set(FEATURES)
     if unknown or not args.features:
         parser.error(f"unknown features {sorted(unknown)}; known: {sorted(FEATURES)}")
-    kwargs = {"media_dir": args.media_dir} if args.dataset == "vggsound" else {}
+    split_dir = None if args.split_dir.lower() == "none" else args.split_dir
+    kwargs = {"media_dir": args.media_dir, "split_dir": split_dir} if args.dataset == "vggsound" else {}
     index = DATASETS[args.dataset](args.root, **kwargs)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.time()

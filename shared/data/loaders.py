@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -78,9 +79,14 @@ def _world() -> tuple[int, int]:
 
 
 def train_loader(
-    dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle: bool = True, seed: int = 0
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int = 0,
+    shuffle: bool = True,
+    seed: int = 0,
+    collate_fn: Callable | None = None,
 ) -> StatefulDataLoader:
-    """`batch_size` is per process; the global batch is batch_size x processes."""
+    """`batch_size` is per process; the global batch is batch_size x processes; `collate_fn` as a DataLoader's."""
     world, rank = _world()
     sampler = ResumableDistributedSampler(dataset, world, rank, shuffle, seed, batch_size)
     return StatefulDataLoader(
@@ -89,6 +95,7 @@ def train_loader(
         sampler=sampler,
         num_workers=num_workers,
         drop_last=True,
+        collate_fn=collate_fn,
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed + rank),
     )
@@ -119,7 +126,9 @@ def random_windows(x: torch.Tensor, width: int) -> torch.Tensor:
         raise ValueError(f"items of {x.shape[-1]} frames/samples are shorter than the {width}-long windows")
     starts = torch.randint(0, x.shape[-1] - width + 1, (x.shape[0],)).to(x.device)
     index = starts[:, None] + torch.arange(width, device=x.device)
-    return torch.gather(x, -1, index.view(x.shape[0], *[1] * (x.dim() - 2), width).expand(*x.shape[:-1], width))
+    return torch.gather(
+        x, -1, index.view(x.shape[0], *[1] * (x.dim() - 2), width).expand(*x.shape[:-1], width)
+    )
 
 
 def split_records(index, split: str, *caches) -> list:

@@ -5,6 +5,8 @@
 - `load_official_features`, `load_official_bninception`, `OfficialFeatureFiles` (a cache feature):
   SpecVQGAN's released `.pkl` features, read without executing anything a pickle names;
 - `CLIPFrameFeatures` / `CLIPFeature`: per-frame CLS and mean patch tokens of chosen open_clip layers (TiVA);
+- `CLIPImageEmbedder` / `CLIPEmbeddingFeature`: per-frame L2-normalised CLIP image embeddings at 30 fps, or of
+  a still image (Im2Wav, GRAVO); `Im2WavCLIPFiles`: Im2Wav's released per-clip feature pickles;
 - `Melception` (SpecVQGAN's evaluation classifier; also TiVA's), `load_melception` (official or our checkpoints),
   `melception_inputs` (audio at any rate -> Melception's mel);
 - `Wav2CLIP` (GRAVO's audio target and CS metric), `load_wav2clip` (official `Wav2CLIP.pt` or our checkpoints);
@@ -17,7 +19,18 @@ from shared.lazy import lazy_package
 lazy_package(
     __name__,
     {
-        "shared.encoders.clip": ["CLIPFeature", "CLIPFrameFeatures", "split_clip_feature"],
+        "shared.encoders.clip": [
+            "CLIPFeature",
+            "CLIPFrameFeatures",
+            "FrozenCLIPVisual",
+            "split_clip_feature",
+        ],
+        "shared.encoders.clip_embeddings": [
+            "CLIPEmbeddingFeature",
+            "CLIPImageEmbedder",
+            "Im2WavCLIPFiles",
+            "pad_with_last",
+        ],
         "shared.encoders.frames": [
             "CROP_LEN",
             "FEAT_LEN",

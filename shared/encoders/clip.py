@@ -47,7 +47,44 @@ def _pretrained_identity(pretrained: str | None, seed: int) -> str:
     return f"open_clip:{pretrained}"
 
 
-class CLIPFrameFeatures(nn.Module):
+class FrozenCLIPVisual(nn.Module):
+    """A frozen open_clip vision tower with CLIP's image preprocessing; subclasses choose what they read of it."""
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-16",
+        pretrained: str | None = "openai",
+        model_cfg: dict | None = None,
+        batch_size: int = 32,
+        seed: int = 0,
+    ):
+        super().__init__()
+        _pretrained_identity(pretrained, seed)  # a missing local file fails here, naming it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = open_clip.create_model(model_name, pretrained=pretrained, **(model_cfg or {}))
+        self.visual = model.visual.requires_grad_(False)
+        self.model_name, self.batch_size = model_name, batch_size
+        config = self.visual.preprocess_cfg
+        self.image_size = int(
+            config["size"][0] if isinstance(config["size"], (tuple, list)) else config["size"]
+        )
+        self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1), persistent=False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FrozenCLIPVisual:
+        """Frozen: stays in eval mode whatever a parent module asks."""
+        return super().train(False)
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, 3, H, W] -> normalised float [N, 3, S, S] (CLIP's bicubic resize and centre crop)."""
+        x = TF.resize(frames, [self.image_size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+        x = TF.center_crop(x, [self.image_size, self.image_size]).to(self.mean.device, torch.float32) / 255.0
+        return (x - self.mean) / self.std
+
+
+class CLIPFrameFeatures(FrozenCLIPVisual):
     """Frozen per-frame CLIP token features: frames [N, 3, H, W] (uint8) -> {"cls", "patch": [N, L, D]}."""
 
     def __init__(
@@ -59,37 +96,15 @@ class CLIPFrameFeatures(nn.Module):
         batch_size: int = 32,
         seed: int = 0,
     ):
-        super().__init__()
-        _pretrained_identity(pretrained, seed)  # a missing local file fails here, naming it
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = open_clip.create_model(model_name, pretrained=pretrained, **(model_cfg or {}))
-        self.visual = model.visual.requires_grad_(False)
+        super().__init__(model_name, pretrained, model_cfg, batch_size, seed)
         n_blocks = len(self.visual.transformer.resblocks)
         if not all(0 <= i < n_blocks for i in layers):
             raise ValueError(f"layers {tuple(layers)} outside the {n_blocks} blocks of {model_name}")
-        self.layers, self.batch_size = list(layers), batch_size
-        config = self.visual.preprocess_cfg
-        self.image_size = int(
-            config["size"][0] if isinstance(config["size"], (tuple, list)) else config["size"]
-        )
-        self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1), persistent=False)
-        self.eval()
+        self.layers = list(layers)
 
     @property
     def dim(self) -> int:
         return self.visual.transformer.width
-
-    def train(self, mode: bool = True) -> CLIPFrameFeatures:
-        """Frozen: stays in eval mode whatever a parent module asks."""
-        return super().train(False)
-
-    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, 3, H, W] -> normalised float [N, 3, S, S] (CLIP's bicubic resize and centre crop)."""
-        x = TF.resize(frames, [self.image_size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-        x = TF.center_crop(x, [self.image_size, self.image_size]).to(self.mean.device, torch.float32) / 255.0
-        return (x - self.mean) / self.std
 
     @torch.inference_mode()
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:

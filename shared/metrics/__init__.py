@@ -13,6 +13,7 @@ lazy_package(
             "clip_key_ids",
             "format_interval",
         ],
+        "shared.metrics.clip_score": ["CLIPScore", "clip_score"],
         "shared.metrics.frechet": ["FrechetDistance", "frechet_distance"],
         "shared.metrics.inception_score": ["InceptionScore", "inception_score"],
         "shared.metrics.kl": ["MeanKLDivergence", "kl_divergence"],

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from shared.media import MediaError, open_media
 
@@ -85,6 +86,19 @@ def load_video(
     if max_seconds is not None:
         duration = min(duration, max_seconds)
     return _resample(frames, times, fps, duration, rounding)
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Decode a still image (jpg, png, ...) as RGB uint8 [1, 3, H, W], one frame of a video."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise MediaError(path, f"cannot be decoded as an image (corrupt or not an image): {err}") from err
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def _resample(

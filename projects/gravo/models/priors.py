@@ -5,7 +5,10 @@ window: start token `clip_map` of the mean frame embedding, token i conditioned 
 frame plus the time signal (`LowConditioner`). GRAVO (Ahn et al., Interspeech 2023, eq. 1) first passes the
 frames through `FrameAttention` and conditions on its outputs f' instead (`frame_attention=True`).
 Classifier-free guidance (eq. 7): the null branch uses the learned nulls, both branches sampled in one batched
-forward over one KV cache (`SparseTransformerLM.sample` with `Guidance`), eta = 3 by default.
+forward over one KV cache (`SparseTransformerLM.sample` with `Guidance`), eta = 3 by default. The nulls
+replace the mapped conditions (Im2Wav's placement, 1024-d, which keeps its checkpoints usable); GRAVO's paper
+words it as a learned null f^theta in place of f'_m, before the mapping: a null after the mapping can take
+any value that one would give.
 
 `UpPrior` (Im2Wav's `small_upsampler`, level 0, 2000 tokens/s) models the hop-8 codes given the Low codes of
 the same window (`Upsampler`: one condition vector per Up token) and `clip_map` of the mean of the original

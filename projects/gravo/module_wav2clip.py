@@ -1,0 +1,117 @@
+"""Training Wav2CLIP (arXiv:2110.11499), the frozen audio target of GRAVO's auxiliary losses and of its CS metric.
+
+GRAVO uses the released Wav2CLIP; this stage trains one at toy scale (and, with the paper config, at the
+released size) with the official recipe (`descriptinc/lyrebird-wav2clip`, `wav2clip/pre_training/model.py`,
+`ResNetDistillation` with loss `clip_loss_x`, the variant whose `audio_transform` head the released model
+carries; `conf/distillation_args.yaml`):
+
+- target: the mean over frames of the clip's per-frame CLIP image embeddings (frozen, precomputed);
+- cross-projection: `image_transform` (an MLP like `audio_transform`) maps the CLIP mean into the encoder's
+  space, `audio_transform` maps the encoder's output into CLIP's space; the loss is the mean of two symmetric
+  InfoNCE terms, InfoNCE(encoder(a), image_transform(v)) and InfoNCE(audio_transform(encoder(a)), v), each
+  with its own learnable temperature (init 1 / 0.07);
+- Adam lr 1e-3; ReduceLROnPlateau on the validation loss (factor 0.1, patience 5, min lr 1e-6); the paper
+  config adds early stopping (patience 10).
+
+Validation reports the loss and audio -> image retrieval recall@1 over the whole split (Wav2CLIP's output
+against the CLIP means), next to its chance level 1 / N. `shared.encoders.load_wav2clip` loads the
+checkpoints this writes (the `model.` tensors; the image head and temperatures are training-only).
+"""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import CatMetric
+
+from shared.contrastive import SymmetricInfoNCE, retrieval_recall
+from shared.encoders.wav2clip import ProjectionMLP, Wav2CLIP
+from shared.metrics import StageMeans
+
+
+class Wav2CLIPTraining(LightningModule):
+    """Batch keys used: `wave` [B, T] float32 at 16 kHz, `clip_feats` [B, F, D] per-frame CLIP embeddings
+    (D = the model's `embed_dim`)."""
+
+    def __init__(
+        self,
+        model: Wav2CLIP,
+        lr: float = 1e-3,
+        lr_factor: float = 0.1,
+        lr_patience: int = 5,
+        min_lr: float = 1e-6,
+        temperature: float = 0.07,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        clip_dim = model.embed_dim
+        self.image_transform = ProjectionMLP(clip_dim, clip_dim, model.audio_encoder.out_dim, dropout)
+        self.loss_audio_space = SymmetricInfoNCE(temperature)
+        self.loss_clip_space = SymmetricInfoNCE(temperature)
+        self.eval_means = StageMeans(["loss"])
+        self.embeddings = nn.ModuleDict(
+            {f"{stage}_{kind}": CatMetric() for stage in ("val", "test") for kind in ("audio", "image")}
+        )
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the cross-projection loss, Wav2CLIP's output [B, D], the CLIP means [B, D])."""
+        clip_feats = batch["clip_feats"]
+        if clip_feats.dim() != 3 or clip_feats.shape[-1] != self.model.embed_dim:
+            raise ValueError(
+                f"expected clip_feats [B, F, {self.model.embed_dim}], got {tuple(clip_feats.shape)}"
+            )
+        image = clip_feats.float().mean(dim=1)
+        encoded = self.model.audio_encoder(batch["wave"].float())
+        audio = self.model.audio_transform(encoded)
+        loss = (
+            self.loss_audio_space(encoded, self.image_transform(image)) + self.loss_clip_space(audio, image)
+        ) / 2
+        return loss, audio, image
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _, _ = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["wave"]))
+        self.log("train/logit_scale", self.loss_clip_space.logit_scale.exp(), batch_size=len(batch["wave"]))
+        return loss
+
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        loss, audio, image = self.loss(batch)
+        self.eval_means.log(self, stage, {"loss": loss}, len(audio))
+        self.embeddings[f"{stage}_audio"].update(audio)
+        self.embeddings[f"{stage}_image"].update(image)
+
+    def _log_retrieval(self, stage: str) -> None:
+        audio, image = (self.embeddings[f"{stage}_{kind}"] for kind in ("audio", "image"))
+        if not audio.update_called:
+            return
+        audio_all, image_all = audio.compute(), image.compute()
+        self.log(f"{stage}/r1", retrieval_recall(audio_all, image_all, k=1), prog_bar=stage == "val")
+        self.log(f"{stage}/r1_chance", 1.0 / len(audio_all))
+        audio.reset()
+        image.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_retrieval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_retrieval("test")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=self.hparams.lr_factor,
+            patience=self.hparams.lr_patience,
+            min_lr=self.hparams.min_lr,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
