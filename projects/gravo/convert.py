@@ -269,6 +269,8 @@ def load_official(path: str | Path, kind: str | None = None) -> WaveVQVAE | LowP
     """An official Im2Wav checkpoint (`vqvae.tar`, `low.tar`, `up.tar`) as our module, in eval mode and frozen.
 
     kind ("vqvae", "low", "up"): the kind the caller needs; a file of another kind is a `UserError`."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)} or None, got {kind!r}")
     path = Path(path)
     checkpoint = _read(path)
     hps = checkpoint["hps"]
