@@ -9,6 +9,7 @@
   `melception_inputs` (audio at any rate -> Melception's mel);
 - `VGGish` (FAD's embedding network, with its log-mel front end and FAD's windows), `load_vggish`,
   `load_vggish_pca` (torchvggish's weight and PCA files);
+- `PaSST` (PaSST-S, the 527-class AudioSet tagger of KL and ACC, with its mel front end), `load_passt`;
 - `WaveMelception`: a Melception that reads waveforms (the toy stand-in for VGGish and PaSST);
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
@@ -47,6 +48,7 @@ lazy_package(
             "build_resnet",
             "weights_identity",
         ],
+        "shared.encoders.passt": ["PaSST", "PaSSTMel", "load_passt"],
         "shared.encoders.wave_melception": ["WaveMelception"],
         "shared.encoders.vggish": [
             "VGGish",
@@ -55,6 +57,7 @@ lazy_package(
             "fad_examples",
             "load_vggish",
             "load_vggish_pca",
+            "read_tensor_file",
         ],
     },
 )
