@@ -142,7 +142,7 @@ class VGGish(nn.Module):
             layers.append(nn.ReLU(inplace=True))
         self.embeddings = nn.Sequential(*layers)
         self.log_mel = VGGishLogMel()
-        self.embedding_dim = EMBEDDING_SIZE
+        self.sample_rate, self.embedding_dim = SAMPLE_RATE, EMBEDDING_SIZE
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         if examples.shape[-2:] != (EXAMPLE_FRAMES, N_MELS):
