@@ -12,6 +12,7 @@
 - `Wav2CLIP` (GRAVO's audio target and CS metric), `load_wav2clip` (official `Wav2CLIP.pt` or our checkpoints);
 - `VGGish` (FAD's embedding network, with its log-mel front end and FAD's windows), `load_vggish`,
   `load_vggish_pca` (torchvggish's weight and PCA files);
+- `PaSST` (PaSST-S, the 527-class AudioSet tagger of KL and ACC, with its mel front end), `load_passt`;
 - `WaveMelception`: a Melception that reads waveforms (the toy stand-in for VGGish and PaSST);
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
@@ -62,6 +63,7 @@ lazy_package(
             "weights_identity",
         ],
         "shared.encoders.wav2clip": ["Wav2CLIP", "load_wav2clip", "wav2clip_frames"],
+        "shared.encoders.passt": ["PaSST", "PaSSTMel", "load_passt"],
         "shared.encoders.wave_melception": ["WaveMelception"],
         "shared.encoders.vggish": [
             "VGGish",
@@ -70,6 +72,7 @@ lazy_package(
             "fad_examples",
             "load_vggish",
             "load_vggish_pca",
+            "read_tensor_file",
         ],
     },
 )

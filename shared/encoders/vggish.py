@@ -142,7 +142,7 @@ class VGGish(nn.Module):
             layers.append(nn.ReLU(inplace=True))
         self.embeddings = nn.Sequential(*layers)
         self.log_mel = VGGishLogMel()
-        self.embedding_dim = EMBEDDING_SIZE
+        self.sample_rate, self.embedding_dim = SAMPLE_RATE, EMBEDDING_SIZE
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         if examples.shape[-2:] != (EXAMPLE_FRAMES, N_MELS):
@@ -181,7 +181,9 @@ _NUMPY_ARRAYS = [
 ]
 
 
-def _read_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+def read_tensor_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """A weight file's tensors by name (read with `weights_only`; numpy arrays allowed; a dict kept under
+    `model` unwrapped); a missing or unreadable file is a `UserError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such {what} file")
@@ -190,6 +192,8 @@ def _read_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise UserError(f"{path}: not a readable {what} file ({error})") from error
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
     return {key: torch.as_tensor(value) for key, value in state.items()}
@@ -197,7 +201,7 @@ def _read_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
 
 def load_vggish(path: str | Path, embedding_relu: bool = True) -> VGGish:
     """torchvggish's `vggish-10086976.pth` -> a frozen VGGish in eval mode; every key must be used."""
-    state = _read_tensors(path, "VGGish weights")
+    state = read_tensor_file(path, "VGGish weights")
     model = VGGish(embedding_relu=embedding_relu)
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
@@ -213,7 +217,7 @@ def load_vggish(path: str | Path, embedding_relu: bool = True) -> VGGish:
 
 def load_vggish_pca(path: str | Path) -> VGGishPCA:
     """torchvggish's `vggish_pca_params-970ea276.pth` -> the post-processing module."""
-    state = _read_tensors(path, "VGGish PCA parameters")
+    state = read_tensor_file(path, "VGGish PCA parameters")
     if set(state) != {"pca_eigen_vectors", "pca_means"} or state["pca_eigen_vectors"].shape != (128, 128):
         raise UserError(
             f"{path}: expected pca_eigen_vectors [128, 128] and pca_means [128], got {list(state)}"

@@ -24,7 +24,7 @@ import torch
 import torchaudio
 from torch import nn
 
-from shared.metrics.bootstrap import BOOTSTRAP, Bootstrap, with_intervals
+from shared.metrics.bootstrap import BOOTSTRAP, Bootstrap, clip_key_ids, with_intervals
 from shared.metrics.frechet import FrechetDistance
 from shared.metrics.kl import MeanKLDivergence
 from shared.metrics.means import ClipMean
@@ -165,13 +165,11 @@ class AudioGenerationMetrics(nn.Module):
                     f"got {tuple(wave.shape)} and {None if ids is None else len(ids)} ids"
                 )
             embeddings = self.embedder.embed(to_rate(wave, sample_rate, self.embedder.sample_rate))
+            rows = clip_key_ids(ids).to(embeddings.device)
             if embeddings.dim() == 3:  # every window a row, named by its clip
-                per_clip = embeddings.shape[1]
-                ids_rows = [ids[i] for i in range(len(ids)) for _ in range(per_clip)]
+                rows = rows.repeat_interleave(embeddings.shape[1])
                 embeddings = embeddings.flatten(0, 1)
-            else:
-                ids_rows = ids
-            self.fad.update(embeddings, real=is_real, ids=ids_rows)
+            self.fad.update(embeddings, real=is_real, ids=rows)
             logits = self.classifier.logits(to_rate(wave, sample_rate, self.classifier.sample_rate))
             self.kl.update(logits, ids, real=is_real)
             kind = "real" if is_real else "fake"

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from shared.encoders import VGGish
+from shared.encoders import PaSST, VGGish
 from shared.metrics import (
     AudioGenerationMetrics,
     Bootstrap,
@@ -110,6 +110,18 @@ def test_fad_on_vggish_is_zero_for_identical_sets_and_positive_for_shifted_ones(
     fad.update(real_rows, real=True)
     fad.update(fake_rows, real=False)
     assert fad.compute().item() > 0.1 * scale
+
+
+def test_vggish_and_passt_plug_in():
+    torch.manual_seed(0)
+    passt = PaSST(dim=64, depth=1, heads=2)  # the real architecture, narrowed
+    metrics = AudioGenerationMetrics(VGGish(), passt, ignored_classes=[0, 1], bootstrap=None)
+    reals, fakes = clips(3, seed=5).repeat(1, 2), clips(3, seed=6).repeat(1, 2)  # 2 s at 16 kHz
+    ids = ["a", "b", "c"]
+    metrics.update(real=reals, real_ids=ids, fake=fakes, fake_ids=ids, fake_targets=torch.tensor([2, 3, 4]))
+    assert metrics.fad.fake_features_num_samples == 3 * 3  # three VGGish windows per 2-s clip
+    values = metrics.compute()
+    assert set(values) == {"fad", "kl", "acc"} and all(torch.isfinite(v) for v in values.values())
 
 
 def run_metrics(chunks: list[tuple[slice, slice]]) -> dict[str, float]:
