@@ -312,7 +312,6 @@ def test_the_paper_config_builds_the_paper_model():
     assert model["class_path"] == "projects.gravo.module_vqvae.WaveVQVAETraining"
     assert model["init_args"]["lr"] == 3e-4 and model["init_args"]["warmup_steps"] == 100
     assert config["trainer"]["gradient_clip_val"] == 1.0
-    assert config["data"]["init_args"]["batch_size"] == 16
     vqvae = WaveVQVAE(**model["init_args"]["vqvae"]["init_args"])
     assert n_params(vqvae) == 448_770 and vqvae.hop_lengths == [8, 32]
 
@@ -322,8 +321,9 @@ def test_the_toy_model_trains_through_the_cli_and_loads_back(tmp_path):
     from shared.cli import AvgenCLI
 
     config = yaml.safe_load((CONFIGS / "toy_vqvae.yaml").read_text())
+    del config["extends"]  # the GRAVO data of base/toy.yaml, replaced by synthetic waves
     config["data"] = {"class_path": f"{__name__}.SyntheticWaveData", "init_args": {"samples": 8192}}
-    config["trainer"]["callbacks"] = []
+    config["trainer"] |= {"accelerator": "cpu", "callbacks": []}
     path = tmp_path / "toy_vqvae.yaml"
     path.write_text(yaml.safe_dump(config))
     args = ["fit", "--config", str(path), "--run.project=gravo", "--run.experiment=toy_vqvae"]
@@ -342,10 +342,15 @@ def test_the_toy_model_trains_through_the_cli_and_loads_back(tmp_path):
         load_vqvae(tmp_path / "other.ckpt")
 
 
-def test_the_toy_config_names_the_gravo_datamodule():
+@pytest.mark.parametrize("name", ["vggsound_vqvae", "toy_vqvae"])
+def test_the_configs_resolve_over_the_gravo_data_configs(name):
     pytest.importorskip("projects.gravo.data", reason="the GRAVO DataModule is not merged yet")
     from tests.conftest import resolved_config
 
-    resolved = resolved_config(CONFIGS / "toy_vqvae.yaml")
+    resolved = resolved_config(CONFIGS / f"{name}.yaml")
     assert resolved["data"]["class_path"] == "projects.gravo.data.GravoVGGSoundDataModule"
     assert resolved["model"]["init_args"]["vqvae"]["class_path"] == "projects.gravo.models.WaveVQVAE"
+    data = resolved["data"]["init_args"]
+    assert round(data["window_seconds"] * 16000) % 32 == 0  # whole level-1 codes
+    if name == "vggsound_vqvae":
+        assert round(data["window_seconds"] * 16000) == 65_536 and data["batch_size"] == 16
