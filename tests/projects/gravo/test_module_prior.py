@@ -156,6 +156,7 @@ def test_validation_logs_ce_aux_losses_and_tcs(checkpoints):
     assert -100 <= tcs <= 100
 
 
+@pytest.mark.slow  # 15 optimisation steps
 def test_a_few_steps_on_one_batch_lower_the_cross_entropy_and_pull_f_prime_to_its_targets(checkpoints):
     module = gravo_module(checkpoints, lambda_w=1e-4, lambda_f=1.0, cfg_prob=0.0).train()
     optimizer = torch.optim.Adam(module.prior.parameters(), lr=3e-3)
