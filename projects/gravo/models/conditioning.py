@@ -156,15 +156,18 @@ class LowConditioner(nn.Module):
         `null`: every example gets the nulls (the unconditional branch of guidance); `null_prob`: each example
         independently, with that probability (classifier-free guidance training, p = 0.5 in Im2Wav and GRAVO).
         """
-        start = self.clip_map(frames.mean(dim=1))
-        per_frame = self.video_map(frames)
-        nulls = torch.cat([self.null_CLIP[None], self.null_video_CLIP[None].expand(frames.shape[1], -1)])
-        if null or null_prob > 0:
+        batch, n_frames = frames.shape[:2]
+        if null:
+            start = self.null_CLIP.expand(batch, -1)
+            per_frame = self.null_video_CLIP.expand(batch, n_frames, -1)
+        else:
+            start, per_frame = self.clip_map(frames.mean(dim=1)), self.video_map(frames)
+        if null_prob > 0 and not null:
             # start token and frames as one [B, 1 + F, W] tensor, so that both are dropped for the same examples
-            mapped = torch.cat([start[:, None], per_frame], dim=1)
-            mapped = drop_condition(mapped, 1.0 if null else null_prob, null=nulls)
+            nulls = torch.cat([self.null_CLIP[None], self.null_video_CLIP[None].expand(n_frames, -1)])
+            mapped = drop_condition(torch.cat([start[:, None], per_frame], dim=1), null_prob, null=nulls)
             start, per_frame = mapped[:, 0], mapped[:, 1:]
-        index = token_to_frame(n_tokens, frames.shape[1]).to(frames.device)
+        index = token_to_frame(n_tokens, n_frames).to(frames.device)
         x_cond = per_frame[:, index] + self.time_signal(total_length, offset, length, n_tokens)
         return PriorCondition(start=start, x_cond=x_cond)
 
