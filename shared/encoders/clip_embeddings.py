@@ -74,6 +74,9 @@ class CLIPEmbeddingFeature:
     """
 
     name = "clip_emb"
+    # torch threads while preparing (`prepare_features`): one per process, the preparation's worker processes
+    # give the parallelism; a toy model's small operations ran many times slower on two threads than on one
+    threads = 1
 
     def __init__(
         self,
@@ -122,7 +125,13 @@ class CLIPEmbeddingFeature:
         """[N, D] for a video, [1, D] for an image (see the class docstring)."""
         if Path(path).suffix.lower() in IMAGE_SUFFIXES:
             return self.model(load_image(path))
-        frames = load_video(path, fps=self.fps, max_seconds=self.duration, rounding="down")
+        frames = load_video(
+            path,
+            fps=self.fps,
+            max_seconds=self.duration,
+            rounding="down",
+            transform=self.model.fit_decoded_frame,
+        )
         embeddings = self.model(frames)
         if self.duration is None:
             return embeddings

@@ -1,12 +1,12 @@
 """The factorised sparse-attention autoregressive transformer of Jukebox, as Im2Wav uses it for its priors.
 
 Sparse Transformers (Child et al., arXiv:1904.10509) factorise causal attention over a sequence cut into
-blocks of `block_ctx` positions; Jukebox (Dhariwal et al., arXiv:2005.00341, sec. 4 and appendix B.1,
-`ConditionalAutoregressive2D`) cycles three such layers, and Im2Wav (Sheffer & Adi, arXiv:2211.03089,
-sec. 2.3; `RoySheffer/im2wav`, `models/transformer/factored_attention.py`, `transformer.py`,
-`models/prior/autoregressive.py`) uses that transformer unchanged for its Low and Up priors
-(`attn_order` 2: layer d has pattern [block, transpose, prev_block][d % 3]). Position p in block
-s = p // b (b = block_ctx) attends to
+blocks of `block_ctx` positions; Jukebox (Dhariwal et al., arXiv:2005.00341, `ConditionalAutoregressive2D`)
+cycles three such layers, and Im2Wav (Sheffer & Adi, arXiv:2211.03089; `RoySheffer/im2wav`,
+`models/transformer/factored_attention.py`, `transformer.py`, `models/prior/autoregressive.py`) uses that
+transformer unchanged for its Low and Up priors (`attn_order` 2: layer d has pattern
+[block, transpose, prev_block][d % 3]), and so does GRAVO (Ahn et al., Interspeech 2023, sec. 3.2).
+Position p in block s = p // b (b = block_ctx) attends to
 
 - block: its own block up to itself, keys [s b, p];
 - transpose: the same in-block offset of every block up to its own, keys {p mod b, p mod b + b, ..., p};
@@ -19,9 +19,11 @@ The model: `x_emb` (tied with the head `x_out`) and a learned absolute `pos_emb`
 embedding at i = 0, else the embedding of token i - 1; the condition `x_cond` is added to the input and
 again to the last block's output (there is no final LayerNorm); pre-LN blocks a = attn(ln_0 x),
 m = mlp(ln_1(x + a)), x <- x + a + m, with an attention width (`attn_width`, the q/k/v width) and an MLP
-width of their own and quick-GELU x sigmoid(1.702 x). Jukebox's `Conv1D` stores weights as (in, out); here
+width of their own and quick-GELU x sigmoid(1.702 x) (always: the official MLP silently swaps it for the
+identity on a machine without CUDA, but the released priors ran on GPUs). Jukebox's `Conv1D` stores weights as (in, out); here
 they are `nn.Linear` (out, in), so official weights load transposed. Init as Jukebox: Linear and `x_emb`
-N(0, 0.02 init_scale), `pos_emb` N(0, 0.01 init_scale), biases 0, LayerNorm (1, 0).
+N(0, 0.02 init_scale), `pos_emb` N(0, 0.01 init_scale), biases 0, LayerNorm (1, 0); Jukebox's `zero_out`
+and `res_scale` options are left out, since Im2Wav's priors use neither.
 
 Written here rather than taken from a library: no maintained package implements these three patterns with
 Jukebox's parameter layout. The full forward reshapes the sequence into blocks as Jukebox does and runs
@@ -297,6 +299,10 @@ class SparseTransformerLM(nn.Module):
         if guided:
             if (guidance.x_cond is None) != (x_cond is None):
                 raise ValueError("give x_cond to both branches of the guidance or to neither")
+            if guidance.start.shape != start.shape:
+                raise ValueError(
+                    f"the null start {tuple(guidance.start.shape)} differs from {tuple(start.shape)}"
+                )
             start = torch.cat([guidance.start, start])
             x_cond = None if x_cond is None else torch.cat([guidance.x_cond, x_cond])
         inputs = start[:, None]

@@ -124,6 +124,36 @@ def test_vggsound_without_split_lists_regenerates_specvqgan_s_validation_split(t
     assert VGGSoundIndex(tmp_path, split_dir=None).records("valid") == []
 
 
+def test_vggsound_valid_fraction_cuts_whole_train_videos_deterministically(tmp_path):
+    # 40 train videos (the first 5 with a second clip), 6 test videos; only some clips are on disk
+    rows = [(f"train{i:06d}", 0, f"class {i % 3}", "train") for i in range(40)]
+    rows += [(f"train{i:06d}", 20, f"class {i % 3}", "train") for i in range(5)]
+    rows += [(f"test{i:07d}", 0, "class 0", "test") for i in range(6)]
+    write_vggsound(tmp_path, rows, present=[*range(0, len(rows), 2), 1, 3])
+    split_of = VGGSoundIndex(tmp_path, split_dir=None, valid_fraction=0.1).records()
+    again = VGGSoundIndex(tmp_path, split_dir=None, valid_fraction=0.1).records()
+    assert [(r.clip_id, r.split) for r in split_of] == [(r.clip_id, r.split) for r in again]
+    video_splits = collections.defaultdict(set)
+    for r in split_of:
+        video_splits[r.clip_id[:11]].add(r.split)
+    assert all(len(splits) == 1 for splits in video_splits.values())  # a video's clips stay together
+    assert {v for v, s in video_splits.items() if s == {"test"}} == {
+        v for v in video_splits if v.startswith("test")
+    }
+    # the cut is drawn over the CSV's 40 train videos, whatever is on disk: 4 valid among all of them
+    full = tmp_path / "full"
+    write_vggsound(full, rows, present=list(range(len(rows))))
+    full_valid = {
+        r.clip_id[:11] for r in VGGSoundIndex(full, split_dir=None, valid_fraction=0.1).records("valid")
+    }
+    assert len(full_valid) == 4
+    assert {v for v, s in video_splits.items() if s == {"valid"}} == full_valid & set(video_splits)
+    other_seed = VGGSoundIndex(full, split_dir=None, valid_fraction=0.1, valid_seed=1).records("valid")
+    assert {r.clip_id[:11] for r in other_seed} != full_valid
+    with pytest.raises(ValueError, match="split_dir=None"):
+        VGGSoundIndex(tmp_path, valid_fraction=0.1)
+
+
 def test_vggsound_with_only_some_split_lists_names_the_missing_ones(tmp_path):
     write_vggsound(tmp_path, [("abcdefghijk", 1, "x", "train")], present=[0])
     (tmp_path / "vggsound_train.txt").write_text("abcdefghijk_1000_11000\n")
@@ -156,6 +186,24 @@ def test_class_folder_datasets(tmp_path):
     assert [r.clip_id for r in vegas.records("test")] == ["bird/009", "car/009"]
     assert [r.clip_id for r in vegas.records("valid")] == ["bird/008", "car/008"]
     assert len(vegas.records("train")) == 16
+
+
+def test_imagehear_in_im2wav_s_flat_layout_takes_classes_from_the_names(tmp_path):
+    for name in ("dog1.jpg", "dog10.jpg", "dog2.jpg", "guitar1.jpg", "readme.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    index = ImageHearIndex(tmp_path)
+    assert index.labels == ["Dog", "Guitar"]  # as Im2Wav's Data/meta.py names them
+    assert [(r.clip_id, r.label, r.label_id) for r in index.records()] == [
+        ("Dog/dog1", "Dog", 0), ("Dog/dog2", "Dog", 0), ("Dog/dog10", "Dog", 0), ("Guitar/guitar1", "Guitar", 1),
+    ]  # fmt: skip
+    assert [r.clip_id for r in ImageHearIndex(tmp_path, exclude=["Dog/dog10"]).records()] == [
+        "Dog/dog1", "Dog/dog2", "Guitar/guitar1",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="cannot exclude"):
+        ImageHearIndex(tmp_path, exclude=["Dog/dog3"]).records()
+    (tmp_path / "42.jpg").write_bytes(b"x")
+    with pytest.raises(ValueError, match="42.jpg"):
+        ImageHearIndex(tmp_path).records()
 
 
 def test_all_four_readers_load_the_toy_set(toy_root):

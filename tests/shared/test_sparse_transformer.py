@@ -110,8 +110,9 @@ class RecordingSampling(TokenSampling):
         return super().next_token(logits, uniform)
 
 
-def test_cached_decoding_gives_the_full_forward_logits_and_the_tokens_of_a_recompute_loop():
-    model = tiny_model()
+@pytest.mark.parametrize("attn_order", [0, 1, 2])
+def test_cached_decoding_gives_the_full_forward_logits_and_the_tokens_of_a_recompute_loop(attn_order):
+    model = tiny_model(attn_order=attn_order)
     n, keys = T, ["a", "b", "c"]
     start, x_cond = torch.randn(3, 32), torch.randn(3, n, 32)
     sampling = RecordingSampling()
@@ -215,9 +216,11 @@ def test_paper_size_parameter_count_follows_the_jukebox_layer_formula(n_ctx):
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
-def test_too_long_inputs_are_refused():
+def test_too_long_inputs_and_mismatched_guidance_are_refused():
     model = tiny_model()
     with pytest.raises(ValueError, match=f"{T + 2} positions exceed n_ctx={T + 1}"):
         model(torch.zeros(1, T + 2, dtype=torch.long), torch.zeros(1, 32))
     with pytest.raises(ValueError, match=f"2 prime \\+ {T} new tokens exceed n_ctx={T + 1}"):
         model.sample(torch.zeros(1, 32), None, T, TokenSampling(), prime=torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="the null start \\(1, 32\\) differs from \\(2, 32\\)"):
+        model.sample(torch.zeros(2, 32), None, 3, TokenSampling(), guidance=Guidance(3.0, torch.zeros(1, 32)))
