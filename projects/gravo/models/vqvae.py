@@ -48,15 +48,16 @@ class EncoderConvBlock(nn.Module):
 class DecoderConvBlock(nn.Module):
     """Conv1d(in_width -> width, k3), then `down_t` x [Resnet1D (dilations reversed) -> ConvTranspose1d].
 
-    The last transposed convolution goes back to `in_width` channels (the official `DecoderConvBock`).
+    The last transposed convolution goes back to `in_width` channels (the official `DecoderConvBock`). The
+    Up prior's conditioner builds the same block with the dilations in order (`reverse_dilation=False`).
     """
 
-    def __init__(self, in_width: int, down_t: int, stride_t: int, **resnet):
+    def __init__(self, in_width: int, down_t: int, stride_t: int, reverse_dilation: bool = True, **resnet):
         super().__init__()
         width = resnet["n_in"]
         steps = [
             nn.Sequential(
-                Resnet1D(**resnet, reverse_dilation=True),
+                Resnet1D(**resnet, reverse_dilation=reverse_dilation),
                 nn.ConvTranspose1d(
                     width, in_width if i == down_t - 1 else width, 2 * stride_t, stride_t, stride_t // 2
                 ),
