@@ -1,5 +1,5 @@
 """Contrastive alignment of two embedding spaces: CLIP's symmetric InfoNCE loss with a learnable temperature,
-and cross-modal retrieval recall to see what it learned.
+and cross-modal retrieval recall (of the paired row, or of any row of the same class) to see what it learned.
 
 The loss is CLIP's (Radford et al., arXiv:2103.00020, fig. 3): both batches L2-normalised, logits =
 exp(logit_scale) x cosine similarity, cross-entropy of every row against its own column and of every column
@@ -47,3 +47,13 @@ def retrieval_recall(queries: torch.Tensor, keys: torch.Tensor, k: int = 1) -> t
     own = sims.diagonal()
     rank = (sims > own[:, None]).sum(dim=1)  # keys strictly more similar than the query's own key
     return (rank < k).float().mean()
+
+
+def class_retrieval(
+    queries: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(share of queries [N, D] whose most cosine-similar key [N, D] has the query's label, its chance level
+    sum_c (n_c / N)^2: the same share for a key drawn at random)."""
+    nearest = similarity(queries, keys).argmax(dim=1)
+    counts = torch.bincount(labels).double()
+    return (labels[nearest] == labels).float().mean(), ((counts / len(labels)) ** 2).sum()

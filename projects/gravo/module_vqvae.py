@@ -1,5 +1,5 @@
-"""Training Im2Wav's waveform VQ-VAE, the first stage of GRAVO (Im2Wav, arXiv:2211.03089, sec. 2.1; GRAVO
-reuses the pretrained Im2Wav VQ-VAE unchanged).
+"""Training Im2Wav's waveform VQ-VAE, the first stage of GRAVO (Im2Wav, arXiv:2211.03089; GRAVO
+reuses the pretrained Im2Wav VQ-VAE unchanged, GRAVO paper sec. 3.2).
 
 loss = sum over levels [lmix + multispectral_weight x multi-resolution STFT] + commitment (weight inside the
 codebooks), as `RoySheffer/im2wav`, `models/vqvae/vqvae.py` (`VQVAE.forward`) sums it; the codebooks are

@@ -13,8 +13,9 @@ carries; `conf/distillation_args.yaml`):
 - Adam lr 1e-3; ReduceLROnPlateau on the validation loss (factor 0.1, patience 5, min lr 1e-6); the paper
   config adds early stopping (patience 10).
 
-Validation reports the loss and audio -> image retrieval recall@1 over the whole split (Wav2CLIP's output
-against the CLIP means), next to its chance level 1 / N. `shared.encoders.load_wav2clip` loads the
+Validation reports the loss and audio -> image retrieval over the whole split (Wav2CLIP's output against the
+CLIP means): recall@1 of the clip's own frames (`r1`, chance 1 / N) and, when batches carry labels, the share
+whose nearest frames are of the same class (`class_r1`, chance sum_c (n_c / N)^2). `shared.encoders.load_wav2clip` loads the
 checkpoints this writes (the `model.` tensors; the image head and temperatures are training-only).
 """
 
@@ -25,14 +26,14 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import CatMetric
 
-from shared.contrastive import SymmetricInfoNCE, retrieval_recall
+from shared.contrastive import SymmetricInfoNCE, class_retrieval, retrieval_recall
 from shared.encoders.wav2clip import ProjectionMLP, Wav2CLIP
 from shared.metrics import StageMeans
 
 
 class Wav2CLIPTraining(LightningModule):
     """Batch keys used: `wave` [B, T] float32 at 16 kHz, `clip_feats` [B, F, D] per-frame CLIP embeddings
-    (D = the model's `embed_dim`)."""
+    (D = the model's `embed_dim`), `label` [B] int64 if present (evaluation only)."""
 
     def __init__(
         self,
@@ -53,7 +54,11 @@ class Wav2CLIPTraining(LightningModule):
         self.loss_clip_space = SymmetricInfoNCE(temperature)
         self.eval_means = StageMeans(["loss"])
         self.embeddings = nn.ModuleDict(
-            {f"{stage}_{kind}": CatMetric() for stage in ("val", "test") for kind in ("audio", "image")}
+            {
+                f"{stage}_{kind}": CatMetric()
+                for stage in ("val", "test")
+                for kind in ("audio", "image", "label")
+            }
         )
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -82,16 +87,22 @@ class Wav2CLIPTraining(LightningModule):
         self.eval_means.log(self, stage, {"loss": loss}, len(audio))
         self.embeddings[f"{stage}_audio"].update(audio)
         self.embeddings[f"{stage}_image"].update(image)
+        if "label" in batch:
+            self.embeddings[f"{stage}_label"].update(batch["label"])
 
     def _log_retrieval(self, stage: str) -> None:
-        audio, image = (self.embeddings[f"{stage}_{kind}"] for kind in ("audio", "image"))
+        audio, image, label = (self.embeddings[f"{stage}_{kind}"] for kind in ("audio", "image", "label"))
         if not audio.update_called:
             return
         audio_all, image_all = audio.compute(), image.compute()
         self.log(f"{stage}/r1", retrieval_recall(audio_all, image_all, k=1), prog_bar=stage == "val")
         self.log(f"{stage}/r1_chance", 1.0 / len(audio_all))
-        audio.reset()
-        image.reset()
+        if label.update_called:
+            class_r1, chance = class_retrieval(audio_all, image_all, label.compute().long())
+            self.log(f"{stage}/class_r1", class_r1)
+            self.log(f"{stage}/class_r1_chance", chance.float())
+        for metric in (audio, image, label):
+            metric.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -308,13 +308,24 @@ class ImageHearIndex(DatasetIndex):
       (`guitar3.jpg` -> `Guitar`), clip id `Guitar/guitar3`.
 
     Within a class, images are in natural order (`guitar2` before `guitar10`): the order of the rows of the
-    official `image_CLIP/CLIP.pickle`, which `Data/meta.py`'s path lists set. An evaluation-only set (each
-    image is used as a still clip), so every record is in the test split.
+    official `image_CLIP/CLIP.pickle`, which `Data/meta.py`'s path lists set. `exclude`: clip ids left out
+    (Im2Wav's release holds 101 images, its `Data/meta.py` lists 100 of them: not `People/people4`). An
+    evaluation-only set (each image is used as a still clip), so every record is in the test split.
     """
 
     name = "imagehear"
 
+    def __init__(self, root: str | Path, exclude: list[str] | tuple[str, ...] = ()):
+        super().__init__(root)
+        self.exclude = tuple(exclude)
+
     def _scan(self) -> tuple[list[ClipRecord], list[str]]:
+        records, labels = self._scan_layout()
+        if unknown := set(self.exclude) - {r.clip_id for r in records}:
+            raise ValueError(f"{self.root}: cannot exclude {sorted(unknown)}: no such images")
+        return [r for r in records if r.clip_id not in self.exclude], labels
+
+    def _scan_layout(self) -> tuple[list[ClipRecord], list[str]]:
         flat = sorted(p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not flat:
             records = _class_folder_records(self.root, IMAGE_SUFFIXES, None, "test")

@@ -77,10 +77,20 @@ class FrozenCLIPVisual(nn.Module):
         """Frozen: stays in eval mode whatever a parent module asks."""
         return super().train(False)
 
-    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, 3, H, W] -> normalised float [N, 3, S, S] (CLIP's bicubic resize and centre crop)."""
+    def fit_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, 3, H, W] -> uint8 [N, 3, S, S]: CLIP's bicubic resize of the shorter side and centre crop
+        (frames already S x S pass unchanged)."""
         x = TF.resize(frames, [self.image_size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-        x = TF.center_crop(x, [self.image_size, self.image_size]).to(self.mean.device, torch.float32) / 255.0
+        return TF.center_crop(x, [self.image_size, self.image_size])
+
+    def fit_decoded_frame(self, rgb: np.ndarray) -> np.ndarray:
+        """`fit_frames` of one decoded frame, uint8 [H, W, 3] -> [S, S, 3]: applied while a video decodes, so a
+        long high-resolution clip is never held in memory at full size."""
+        return self.fit_frames(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, 3, H, W] -> normalised float [N, 3, S, S] (`fit_frames`, then the model's mean and std)."""
+        x = self.fit_frames(frames).to(self.mean.device, torch.float32) / 255.0
         return (x - self.mean) / self.std
 
 
@@ -172,7 +182,13 @@ class CLIPFeature:
         return {**self.__dict__, "_model": None}  # workers rebuild the network instead of unpickling it
 
     def extract(self, path: str | Path) -> torch.Tensor:
-        frames = load_video(path, fps=self.fps, max_seconds=self.duration, rounding="near")
+        frames = load_video(
+            path,
+            fps=self.fps,
+            max_seconds=self.duration,
+            rounding="near",
+            transform=self.model.fit_decoded_frame,
+        )
         out = self.model(frames)
         return loop_frames(torch.stack([out["cls"], out["patch"]], dim=1), self.num_frames)
 

@@ -125,7 +125,13 @@ class CLIPEmbeddingFeature:
         """[N, D] for a video, [1, D] for an image (see the class docstring)."""
         if Path(path).suffix.lower() in IMAGE_SUFFIXES:
             return self.model(load_image(path))
-        frames = load_video(path, fps=self.fps, max_seconds=self.duration, rounding="down")
+        frames = load_video(
+            path,
+            fps=self.fps,
+            max_seconds=self.duration,
+            rounding="down",
+            transform=self.model.fit_decoded_frame,
+        )
         embeddings = self.model(frames)
         if self.duration is None:
             return embeddings

@@ -150,6 +150,16 @@ class Wav2CLIP(nn.Module):
         self.audio_encoder = Wav2CLIPResNet(tuple(widths), tuple(blocks))
         self.audio_transform = ProjectionMLP(self.audio_encoder.out_dim, embed_dim, embed_dim, dropout)
         self.embed_dim = embed_dim
+        self.frozen = False
+
+    def freeze(self) -> Wav2CLIP:
+        """Eval mode for good, no gradients: a frozen target inside a model being trained stays frozen when
+        the parent's `.train()` reaches it (no dropout, no BatchNorm statistics updated)."""
+        self.frozen = True
+        return self.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Wav2CLIP:
+        return super().train(mode and not self.frozen)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         return self.audio_transform(self.audio_encoder(wav))
@@ -219,7 +229,8 @@ def _architecture(state: dict[str, torch.Tensor], path: Path) -> dict:
 
 
 def load_wav2clip(path: str | Path) -> Wav2CLIP:
-    """The official `Wav2CLIP.pt` or a Wav2CLIP trained here, frozen (eval mode, no gradients).
+    """The official `Wav2CLIP.pt` or a Wav2CLIP trained here, frozen (`Wav2CLIP.freeze`: eval mode that a
+    parent's `.train()` does not undo, no gradients).
 
     The official file (`descriptinc/lyrebird-wav2clip`, `wav2clip/__init__.py`, `get_model`) is a flat state
     dict whose `audio_encoder.*` (the spectrogram's window included) and `audio_transform.*` tensors are the
@@ -258,4 +269,4 @@ def load_wav2clip(path: str | Path) -> Wav2CLIP:
     report.loaded = len(model_state)
     log.info("%s: %s", path, report)
     model.conversion_report = report
-    return model.eval().requires_grad_(False)
+    return model.freeze()

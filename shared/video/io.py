@@ -12,6 +12,7 @@ at full size; only the scaled frames are kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,13 +50,15 @@ def load_video(
     size: tuple[int, int] | None = None,
     max_seconds: float | None = None,
     rounding: str = "down",
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> torch.Tensor:
     """Decode RGB frames as uint8 [N, 3, H, W].
 
     fps: output frame rate (None keeps every source frame); size: (height, width) to scale to (None keeps
     the source size); max_seconds: stop after this much video; rounding: which source frame fills an
     output slot when `fps` is given, "down" (the one on screen at k / fps) or "near" (FFmpeg's `fps`
-    filter, see the module docstring).
+    filter, see the module docstring); transform: applied to each decoded frame, uint8 [H, W, 3] ->
+    uint8 [H', W', 3], as it is decoded (a resize: only its outputs are kept in memory).
     """
     if rounding not in ("down", "near"):
         raise ValueError(f"rounding must be 'down' or 'near', not {rounding!r}")
@@ -77,7 +80,8 @@ def load_video(
             frame_duration = float(frame.duration * frame.time_base) if frame.duration else 0.0
             end_time = max(end_time, t + frame_duration)
             times.append(t)
-            frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+            frames.append(transform(rgb) if transform is not None else rgb)
     if not times:
         raise MediaError(path, "video stream contains no frames (zero length)")
     if fps is None:

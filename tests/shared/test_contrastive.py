@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from shared.contrastive import SymmetricInfoNCE, retrieval_recall
+from shared.contrastive import SymmetricInfoNCE, class_retrieval, retrieval_recall
 
 
 def test_temperature_starts_at_one_over_0_07_and_is_learned():
@@ -53,3 +53,13 @@ def test_retrieval_recall():
     # rows 0, 1, 3 find their own key first; row 2 finds key 3 first and its own second
     assert retrieval_recall(queries, keys, k=1).item() == pytest.approx(3 / 4)
     assert retrieval_recall(queries, keys, k=2).item() == 1.0
+
+
+def test_class_retrieval():
+    keys = torch.eye(4)
+    queries = torch.tensor([[1.0, 0, 0, 0], [1.0, 0.1, 0, 0], [0, 0, 0, 1.0], [0, 0, 1.0, 0]])
+    labels = torch.tensor([0, 0, 1, 2])
+    # nearest keys 0, 0, 3, 2: query 1 finds a key of its class (not its own), 2 and 3 do not
+    share, chance = class_retrieval(queries, keys, labels)
+    assert share.item() == pytest.approx(2 / 4)
+    assert chance.item() == pytest.approx((2 / 4) ** 2 + 2 * (1 / 4) ** 2)

@@ -196,6 +196,11 @@ def test_imagehear_in_im2wav_s_flat_layout_takes_classes_from_the_names(tmp_path
     assert [(r.clip_id, r.label, r.label_id) for r in index.records()] == [
         ("Dog/dog1", "Dog", 0), ("Dog/dog2", "Dog", 0), ("Dog/dog10", "Dog", 0), ("Guitar/guitar1", "Guitar", 1),
     ]  # fmt: skip
+    assert [r.clip_id for r in ImageHearIndex(tmp_path, exclude=["Dog/dog10"]).records()] == [
+        "Dog/dog1", "Dog/dog2", "Guitar/guitar1",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="cannot exclude"):
+        ImageHearIndex(tmp_path, exclude=["Dog/dog3"]).records()
     (tmp_path / "42.jpg").write_bytes(b"x")
     with pytest.raises(ValueError, match="42.jpg"):
         ImageHearIndex(tmp_path).records()

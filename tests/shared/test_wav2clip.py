@@ -145,6 +145,8 @@ def test_official_file_loads_and_matches_at_batch_size_one(official):
     assert model.conversion_report.loaded == len(reference.state_dict())
     assert not model.conversion_report.skipped
     assert not model.training and not any(p.requires_grad for p in model.parameters())
+    parent = nn.ModuleDict({"target": model, "trained": nn.Linear(2, 2)}).train()
+    assert parent["trained"].training and not any(m.training for m in model.modules())
     wavs = torch.randn(3, 16_000, generator=torch.Generator().manual_seed(1)) * torch.tensor(
         [[0.1], [1.0], [3.0]]
     )

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from projects.gravo.models.resnet1d import Resnet1D
+from projects.gravo.models.vqvae import DecoderConvBlock
 from shared.guidance import drop_condition
 
 SAMPLE_RATE = 16_000
@@ -156,50 +156,26 @@ class LowConditioner(nn.Module):
         `null`: every example gets the nulls (the unconditional branch of guidance); `null_prob`: each example
         independently, with that probability (classifier-free guidance training, p = 0.5 in Im2Wav and GRAVO).
         """
-        start = self.clip_map(frames.mean(dim=1))
-        per_frame = self.video_map(frames)
-        nulls = torch.cat([self.null_CLIP[None], self.null_video_CLIP[None].expand(frames.shape[1], -1)])
-        if null or null_prob > 0:
+        batch, n_frames = frames.shape[:2]
+        if null:
+            start = self.null_CLIP.expand(batch, -1)
+            per_frame = self.null_video_CLIP.expand(batch, n_frames, -1)
+        else:
+            start, per_frame = self.clip_map(frames.mean(dim=1)), self.video_map(frames)
+        if null_prob > 0 and not null:
             # start token and frames as one [B, 1 + F, W] tensor, so that both are dropped for the same examples
-            mapped = torch.cat([start[:, None], per_frame], dim=1)
-            mapped = drop_condition(mapped, 1.0 if null else null_prob, null=nulls)
+            nulls = torch.cat([self.null_CLIP[None], self.null_video_CLIP[None].expand(n_frames, -1)])
+            mapped = drop_condition(torch.cat([start[:, None], per_frame], dim=1), null_prob, null=nulls)
             start, per_frame = mapped[:, 0], mapped[:, 1:]
-        index = token_to_frame(n_tokens, frames.shape[1]).to(frames.device)
+        index = token_to_frame(n_tokens, n_frames).to(frames.device)
         x_cond = per_frame[:, index] + self.time_signal(total_length, offset, length, n_tokens)
         return PriorCondition(start=start, x_cond=x_cond)
 
 
-class ConvUpsampler(nn.Module):
-    """Conv1d(k3) -> n_up x [Resnet1D -> ConvTranspose1d(k4, s2, p1)]: the official `DecoderConvBock` with
-    stride 2 as the Up conditioner builds it (`model.0`, `model.{1..n_up}.{0,1}`, the official names)."""
-
-    def __init__(
-        self, width: int, hidden: int, n_up: int, depth: int, dilation_growth_rate: int, dilation_cycle
-    ):
-        super().__init__()
-        blocks: list[nn.Module] = [nn.Conv1d(width, hidden, kernel_size=3, padding=1)]
-        for i in range(n_up):
-            out = width if i == n_up - 1 else hidden
-            blocks.append(
-                nn.Sequential(
-                    Resnet1D(
-                        hidden,
-                        depth,
-                        dilation_growth_rate=dilation_growth_rate,
-                        dilation_cycle=dilation_cycle,
-                    ),
-                    nn.ConvTranspose1d(hidden, out, kernel_size=4, stride=2, padding=1),
-                )
-            )
-        self.model = nn.Sequential(*blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-
 class Upsampler(nn.Module):
     """The Up prior's x_cond from the Low codes (Im2Wav's `Conditioner`): Embedding(n_codes, width) ->
-    `ConvUpsampler` (width -> hidden, 2^n_up longer, -> width) -> LayerNorm; codes [B, L] -> [B, 2^n_up L, width].
+    Conv1d(width -> hidden, k3) -> n_up x [Resnet1D -> ConvTranspose1d(k4, s2, p1)] (the last back to width) ->
+    LayerNorm; codes [B, L] -> [B, 2^n_up L, width].
 
     Im2Wav's `small_upsampler`: width 1024, hidden 512, 2 upsamplings, Resnet1D depth 16 with dilations 3^(d mod 8)
     in the official (not reversed) order, no residual scaling; the embedding is initialised N(0, 0.02 init_scale).
@@ -220,7 +196,17 @@ class Upsampler(nn.Module):
         self.factor = 2**n_up
         self.x_emb = nn.Embedding(n_codes, width)
         nn.init.normal_(self.x_emb.weight, std=0.02 * init_scale)
-        self.cond = ConvUpsampler(width, hidden, n_up, depth, dilation_growth_rate, dilation_cycle)
+        # the official `DecoderConvBock` with stride 2, dilations in order (`model.0`, `model.{1..n_up}.{0,1}`)
+        self.cond = DecoderConvBlock(
+            width,
+            n_up,
+            stride_t=2,
+            reverse_dilation=False,
+            n_in=hidden,
+            n_depth=depth,
+            dilation_growth_rate=dilation_growth_rate,
+            dilation_cycle=dilation_cycle,
+        )
         self.ln = nn.LayerNorm(width)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """Dilated 1-D residual stacks of Jukebox (arXiv:2005.00341), as Im2Wav (arXiv:2211.03089) uses them.
 
-Im2Wav's waveform VQ-VAE encoder and decoder (paper sec. 2.1) are built from these stacks, and so is the
+Im2Wav's waveform VQ-VAE encoder and decoder are built from these stacks, and so is the
 Up prior's upsampling conditioner. The layout follows `RoySheffer/im2wav`, `models/vqvae/resnet.py`
 (`ResConv1DBlock`, `Resnet1D`): each unit is ReLU -> Conv1d(k3, dilated) -> ReLU -> Conv1d(k1) added to
 its input, and the sub-module names (`model.{unit}.model.{1,3}`) are the official ones, so the official
-checkpoint keys map without renaming. The official `zero_out` initialisation and gradient checkpointing
-(`checkpoint_res`, which renames `model` to `blocks`) are off in every Im2Wav configuration and left out.
+checkpoint keys of the VQ-VAE map without renaming. The official `zero_out` initialisation is off in every
+Im2Wav configuration and left out. The official Up conditioner runs its stacks under gradient checkpointing
+(`checkpoint_res`), which stores the units as `blocks.{unit}` instead of `model.{unit}`: a checkpoint
+conversion renames that one word; the computation is the same.
 """
 
 from __future__ import annotations

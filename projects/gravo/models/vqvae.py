@@ -1,6 +1,8 @@
-"""Im2Wav's two-level waveform VQ-VAE (Im2Wav, arXiv:2211.03089, sec. 2.1; GRAVO reuses it unchanged).
+"""Im2Wav's two-level waveform VQ-VAE (Im2Wav, arXiv:2211.03089), which GRAVO reuses unchanged (GRAVO paper,
+Interspeech 2023, secs. 2.1 and 3.2: "5 convolutional layers with stride 2", downsampling 8 and 32,
+2048 codes of size 128 per level).
 
-A Jukebox-style (arXiv:2005.00341, sec. 3) hierarchical VQ-VAE on raw 16 kHz audio, hparam set
+A Jukebox-style (arXiv:2005.00341) hierarchical VQ-VAE on raw 16 kHz audio, hparam set
 `small_multi_level_vqvae` of `RoySheffer/im2wav`, `models/hparams.py`: level 0 ("Up") downsamples by 8
 (2000 tokens/s), level 1 ("Low") by 32 (500 tokens/s); each level has its own encoder, its own decoder and
 its own 2048 x 128 EMA codebook. The two levels are separate autoencoders that share nothing; at generation
@@ -46,15 +48,16 @@ class EncoderConvBlock(nn.Module):
 class DecoderConvBlock(nn.Module):
     """Conv1d(in_width -> width, k3), then `down_t` x [Resnet1D (dilations reversed) -> ConvTranspose1d].
 
-    The last transposed convolution goes back to `in_width` channels (the official `DecoderConvBock`).
+    The last transposed convolution goes back to `in_width` channels (the official `DecoderConvBock`). The
+    Up prior's conditioner builds the same block with the dilations in order (`reverse_dilation=False`).
     """
 
-    def __init__(self, in_width: int, down_t: int, stride_t: int, **resnet):
+    def __init__(self, in_width: int, down_t: int, stride_t: int, reverse_dilation: bool = True, **resnet):
         super().__init__()
         width = resnet["n_in"]
         steps = [
             nn.Sequential(
-                Resnet1D(**resnet, reverse_dilation=True),
+                Resnet1D(**resnet, reverse_dilation=reverse_dilation),
                 nn.ConvTranspose1d(
                     width, in_width if i == down_t - 1 else width, 2 * stride_t, stride_t, stride_t // 2
                 ),

@@ -1,5 +1,4 @@
-"""Training losses of Im2Wav's waveform VQ-VAE (Im2Wav, arXiv:2211.03089, sec. 2.1; Jukebox, arXiv:2005.00341,
-sec. 3 and appendix B.1), as `RoySheffer/im2wav` computes them (`models/vqvae/vqvae.py`, `_loss_fn` and
+"""Training losses of Im2Wav's waveform VQ-VAE (Im2Wav, arXiv:2211.03089; Jukebox, arXiv:2005.00341), as `RoySheffer/im2wav` computes them (`models/vqvae/vqvae.py`, `_loss_fn` and
 `VQVAE.forward`; `models/utils/audio_utils.py`, `multispectral_loss` and `calculate_bandwidth`):
 
     loss = sum over levels [ lmix(x, x_hat_l) + multispectral(x, x_hat_l) ] + commit x sum over levels commit_l
@@ -15,7 +14,7 @@ seconds (5 s) of dataset audio, i.e. on the first two 4.096-s training windows (
 We measure it on the first training batch, windows cut as training cuts them (`WaveformReconstructionLoss`
 measures on the first batch it sees; the training module discards one measured on Lightning's sanity-check
 validation batch), summed over all processes, and keep it in buffers so the checkpoint carries it and a
-resumed run uses the same scale; or a config gives both numbers. Same formula, 16 clips instead of 2, no
+resumed run uses the same scale; or a config gives both numbers. Same formula, a whole batch instead of two clips, no
 separate pass over the dataset.
 
 Why not a library: `auraloss.MultiResolutionSTFTLoss` (the usual choice) combines spectral convergence

@@ -19,8 +19,10 @@ from projects.gravo.data import (
     window_frame_count,
 )
 from shared.data import ImageHearIndex, VGGSoundIndex
+from shared.encoders import Im2WavCLIPFiles
 from shared.prepare import feature_cache
 from shared.prepare import main as prepare_main
+from tests.conftest import REPO, resolved_config
 from tests.shared.tiny_clip import TINY, tiny_feature, write_video_without_frames
 
 SR = 16_000
@@ -250,3 +252,37 @@ def test_imagehear_reads_im2wav_s_clip_pickle_and_names_a_bad_image(toy_root, tm
     assert f"{bad}: cannot be decoded as an image" in dm.report_path.read_text()
     with pytest.raises(RuntimeError, match=f"{bad}: no CLIP embedding"):
         dm.items()
+
+
+def test_im2wav_s_released_frame_pickles_serve_as_the_frame_feature(toy_root, tmp_path):
+    index = VGGSoundIndex(toy_root / "vggsound", split_dir=None, valid_fraction=0.1)
+    rng = np.random.default_rng(0)
+    released = {}
+    for record in index.records():
+        released[record.clip_id] = rng.standard_normal((40, 512)).astype(np.float32)
+        with open(tmp_path / f"{record.clip_id}.pickle", "wb") as f:
+            pickle.dump({record.clip_id: released[record.clip_id]}, f)
+    dm = GravoVGGSoundDataModule(index, Im2WavCLIPFiles(tmp_path), cache_dir=str(tmp_path / "cache"),
+                                 window_seconds=1.024)  # fmt: skip
+    dm.prepare_data()
+    item = dm.split("test")[0]
+    np.testing.assert_array_equal(item["clip_feats"].numpy(), released[item["clip_id"]][:31])
+
+
+@pytest.mark.parametrize("name", ["toy", "vggsound", "toy_imagehear", "imagehear"])
+def test_base_data_configs_resolve_to_the_paper_s_or_the_toy_s_settings(name):
+    data = resolved_config(REPO / "projects" / "gravo" / "configs" / "base" / f"{name}.yaml")["data"]
+    args, clip = data["init_args"], data["init_args"]["clip"]["init_args"]
+    assert clip["model_name"] == "ViT-B-32" and clip["fps"] == 30.0
+    if name.startswith("toy"):  # a small random-weight CLIP with the real embedding width
+        assert clip["pretrained"] is None and clip["model_cfg"]["embed_dim"] == 512
+    else:
+        assert clip["pretrained"] == "openai" and clip["model_cfg"] is None
+    assert args["window_seconds"] == (1.024 if name.startswith("toy") else 4.096)
+    if name.endswith("imagehear"):
+        assert data["class_path"] == "projects.gravo.data.GravoImageHearDataModule"
+        assert args["generations_per_class"] == (8 if name.startswith("toy") else 120)
+    else:
+        assert data["class_path"] == "projects.gravo.data.GravoVGGSoundDataModule"
+        index = args["dataset"]["init_args"]
+        assert index["split_dir"] is None and index["valid_fraction"] == 0.1

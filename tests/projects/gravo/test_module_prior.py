@@ -154,3 +154,21 @@ def test_validation_logs_ce_aux_losses_and_tcs(checkpoints):
     assert set(logged) == {"val/loss", "val/ce_bits", "val/loss_w", "val/loss_f", "val/tcs"}
     tcs = float(logged["val/tcs"].compute())
     assert -100 <= tcs <= 100
+
+
+@pytest.mark.slow  # 15 optimisation steps
+def test_a_few_steps_on_one_batch_lower_the_cross_entropy_and_pull_f_prime_to_its_targets(checkpoints):
+    module = gravo_module(checkpoints, lambda_w=1e-4, lambda_f=1.0, cfg_prob=0.0).train()
+    optimizer = torch.optim.Adam(module.prior.parameters(), lr=3e-3)
+    data = batch()
+    first = None
+    for _ in range(15):
+        out = module.losses(data)
+        first = first or {k: float(out[k]) for k in ("ce_bits", "loss_f")}
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        last = module.eval().losses(data)
+    assert float(last["ce_bits"]) < 0.85 * first["ce_bits"]
+    assert float(last["loss_f"]) < 0.5 * first["loss_f"]

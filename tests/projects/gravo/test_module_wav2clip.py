@@ -41,7 +41,7 @@ class ToneClips(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i):
-        return {"wave": self.wave[i], "clip_feats": self.clip_feats[i]}
+        return {"wave": self.wave[i], "clip_feats": self.clip_feats[i], "label": self.labels[i]}
 
 
 def tiny_module() -> Wav2CLIPTraining:
@@ -99,6 +99,8 @@ def test_toy_training_lowers_the_loss_and_retrieves_above_chance(tmp_path):
     assert after["val/loss"] < 0.7 * before
     assert after["val/r1_chance"] == pytest.approx(1 / 16)
     assert after["val/r1"] > 2 * after["val/r1_chance"]  # 4 classes: a class-level match is 1/4
+    assert after["val/class_r1_chance"] == pytest.approx(1 / 4)
+    assert after["val/class_r1"] > 2 * after["val/class_r1_chance"]
 
     ckpt = next(tmp_path.rglob("*.ckpt"))
     loaded = load_wav2clip(ckpt)

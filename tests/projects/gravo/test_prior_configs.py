@@ -52,6 +52,8 @@ def test_paper_configs_build_at_the_official_sizes(name):
 
 
 def test_toy_priors_fit_the_toy_vqvae_and_window():
+    if not (CONFIGS / "toy_vqvae.yaml").is_file():
+        pytest.skip("the toy VQ-VAE stage's config is not here")
     vqvae = resolved_config(CONFIGS / "toy_vqvae.yaml")["model"]["init_args"]["vqvae"]["init_args"]
     window = round(resolved_config(CONFIGS / "toy_up.yaml")["data"]["init_args"]["window_seconds"] * 16_000)
     for name, hop in (("toy_low_gravo", 32), ("toy_up", 8)):
