@@ -16,12 +16,22 @@ stages over more training seeds.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
+
+from projects.gravo.data import SAMPLE_RATE, GravoImageHearDataModule
 from projects.gravo.evaluate import evaluate_clips, evaluate_images
 from projects.gravo.models.pipeline import GravoPipeline, SamplingSettings
+from shared.data import ImageHearIndex
+from shared.data.loaders import eval_loader
+from shared.data.toy import TOY_CLASSES
 from shared.metrics import AudioGenerationMetrics, format_interval
 from shared.pipeline import Stage, StageResult
 
 EVAL_SAMPLES = 1
+# clips generated together: the samplers' steps are sequential, so large batches amortise each step's overhead
+EVAL_BATCH = 150
 IMAGEHEAR_GENERATIONS = 20
 # Im2Wav's sampling defaults; the Low prior's time signal gets the length of a toy clip (2 s), as Im2Wav's gets
 # that of a VGGSound clip (10 s)
@@ -66,6 +76,20 @@ def gravo_pipeline(results: dict[str, StageResult], low_stage: str) -> GravoPipe
     ).eval()
 
 
+def toy_imagehear(datamodule) -> GravoImageHearDataModule:
+    """The toy ImageHear images as still clips of the toy window, embedded by the run's toy CLIP."""
+    imagehear = GravoImageHearDataModule(
+        dataset=ImageHearIndex(Path(datamodule.dataset.root).parent / "imagehear"),
+        clip=datamodule.clip,
+        cache_dir=str(datamodule.cache_dir),
+        window_seconds=datamodule.window_samples / SAMPLE_RATE,
+        generations_per_class=IMAGEHEAR_GENERATIONS,
+        batch_size=EVAL_BATCH,
+    )
+    imagehear.prepare_data()
+    return imagehear
+
+
 def evaluate_variant(
     results: dict[str, StageResult], low_stage: str, settings: SamplingSettings, seed: int = 0
 ) -> dict[str, float]:
@@ -74,11 +98,18 @@ def evaluate_variant(
     classifier = results["classifier"].model.net.eval()
     wav2clip = results["wav2clip"].model.model.eval()
     datamodule = results[low_stage].datamodule
-    datamodule.setup("test")
-    metrics = AudioGenerationMetrics(classifier, classifier)
-    values = evaluate_clips(pipeline, datamodule.test_dataloader(), metrics, wav2clip, settings, seed)
-    images = datamodule.imagehear_dataloader(IMAGEHEAR_GENERATIONS)
-    image_values = evaluate_images(pipeline, images, classifier, wav2clip, settings, seed)
+    clips = eval_loader(datamodule.split("test"), EVAL_BATCH)
+    values = evaluate_clips(
+        pipeline, clips, AudioGenerationMetrics(classifier, classifier), wav2clip, settings, seed
+    )
+    # an ImageHear class is a toy class's folder (its slug); the classifier's classes are the sorted labels
+    label_of_slug = {c.slug: datamodule.dataset.labels.index(c.label) for c in TOY_CLASSES}
+
+    def image_targets(batch: dict) -> torch.Tensor:
+        return torch.tensor([label_of_slug[name] for name in batch["class_name"]])
+
+    images = toy_imagehear(datamodule).test_dataloader()
+    image_values = evaluate_images(pipeline, images, classifier, wav2clip, settings, seed, image_targets)
     return values | {f"ih_{name}": value for name, value in image_values.items()}
 
 
