@@ -31,8 +31,8 @@ from shared.pipeline import Stage, StageResult
 
 EVAL_SAMPLES = 1
 # clips generated together: the samplers' steps are sequential, so large batches amortise each step's overhead
-EVAL_BATCH = 150
-IMAGEHEAR_GENERATIONS = 20
+EVAL_BATCH = 300
+IMAGEHEAR_GENERATIONS = 10
 # Im2Wav's sampling defaults; the Low prior's time signal gets the length of a toy clip (2 s), as Im2Wav's gets
 # that of a VGGSound clip (10 s)
 SETTINGS = SamplingSettings(total_length=32_000, samples=EVAL_SAMPLES)
