@@ -23,7 +23,15 @@ from projects.gravo.pipeline import COLUMNS, LOW_VARIANTS, SETTINGS, STAGES, eva
 from shared.pipeline import StageResult, run_stage
 
 # metric -> True when higher is better (GRAVO sec. 3.3)
-HIGHER_IS_BETTER = {"fad": False, "kl": False, "cs": True, "acc": True, "tcs": True, "ih_cs": True, "ih_acc": True}
+HIGHER_IS_BETTER = {
+    "fad": False,
+    "kl": False,
+    "cs": True,
+    "acc": True,
+    "tcs": True,
+    "ih_cs": True,
+    "ih_acc": True,
+}
 
 
 def main() -> None:
@@ -41,7 +49,11 @@ def main() -> None:
 
     table: dict[int, dict[str, dict[str, float]]] = {}
     for seed in [0, *args.seeds]:
-        seeded = [*quiet] if seed == 0 else [*quiet, f"--seed_everything={seed}", f"--run.version=seed{seed}", *extra]
+        seeded = (
+            [*quiet]
+            if seed == 0
+            else [*quiet, f"--seed_everything={seed}", f"--run.version=seed{seed}", *extra]
+        )
         results = dict(frozen)
         table[seed] = {}
         for label, stage, _ in LOW_VARIANTS:
@@ -56,7 +68,8 @@ def main() -> None:
         for name in metrics:
             values = [table[seed][label][name] for seed in table]
             wins = sum(
-                (table[seed][label][name] > table[seed]["Im2Wav"][name]) == HIGHER_IS_BETTER[name] for seed in table
+                (table[seed][label][name] > table[seed]["Im2Wav"][name]) == HIGHER_IS_BETTER[name]
+                for seed in table
             )
             summary[label][name] = {
                 "mean": statistics.mean(values),
