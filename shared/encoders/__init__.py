@@ -49,7 +49,7 @@ lazy_package(
             "weights_identity",
         ],
         "shared.encoders.passt": ["PaSST", "PaSSTMel", "load_passt"],
-        "shared.encoders.wave_melception": ["WaveMelception"],
+        "shared.encoders.wave_melception": ["WaveMelception", "load_wave_melception"],
         "shared.encoders.vggish": [
             "VGGish",
             "VGGishLogMel",
