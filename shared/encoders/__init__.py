@@ -64,7 +64,7 @@ lazy_package(
         ],
         "shared.encoders.wav2clip": ["Wav2CLIP", "load_wav2clip", "wav2clip_frames"],
         "shared.encoders.passt": ["PaSST", "PaSSTMel", "load_passt"],
-        "shared.encoders.wave_melception": ["WaveMelception"],
+        "shared.encoders.wave_melception": ["WaveMelception", "load_wave_melception"],
         "shared.encoders.vggish": [
             "VGGish",
             "VGGishLogMel",

@@ -12,10 +12,13 @@ audio through `shared.metrics.AudioGenerationMetrics` (`embed`, `logits`, `sampl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from shared.encoders.melception import Melception, melception_inputs
+from shared.runs import UserError
 
 
 class WaveMelception(nn.Module):
@@ -44,3 +47,16 @@ class WaveMelception(nn.Module):
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         return self.melception.features(self.mel(wave), ("2048",))["2048"]
+
+
+def load_wave_melception(path: str | Path) -> WaveMelception:
+    """A `SpectrogramClassifier` checkpoint of a `WaveMelception` (e.g. GRAVO's `toy_classifier` stage) -> the
+    network, frozen and in eval mode, with the input statistics it was trained with."""
+    from shared.classifier import (
+        SpectrogramClassifier,
+    )  # Lightning is imported only when a checkpoint is read
+
+    net = SpectrogramClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True).net
+    if not isinstance(net, WaveMelception):
+        raise UserError(f"{path}: a classifier checkpoint, but of {type(net).__name__}, not WaveMelception")
+    return net.eval().requires_grad_(False)
