@@ -81,8 +81,8 @@ def evaluate_clips(
         scores["cs_real"].update(real_audio, frames, ids)
         scores["tcs"].update(real_audio, pipeline.low.attend(frames), ids)
     values = _floats(audio_metrics.compute())
-    for score in scores.values():
-        values |= _floats(score.compute())
+    for name, score in scores.items():  # each CLIPScore names its values "cs", "cs_lo", "cs_hi"
+        values |= {name + key.removeprefix("cs"): value for key, value in _floats(score.compute()).items()}
     return values
 
 

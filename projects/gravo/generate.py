@@ -51,27 +51,24 @@ def _prior_from_run(run: Path) -> tuple[nn.Module, dict, dict]:
 def _official(path: Path, kind: str):
     from projects.gravo.convert import load_official
 
-    model = load_official(path)
-    if model.kind != kind:
-        raise UserError(f"{path}: an official {model.kind} checkpoint, expected the {kind}")
-    return model
+    return load_official(path, kind=kind)
 
 
 def load_parts(run: str, up: str, vqvae: str | None, clip: str | None) -> tuple[GravoPipeline, dict]:
     """The inference pipeline and the CLIP feature settings from run folders and/or official files."""
     run_path, up_path = Path(run), Path(up)
-    if run_path.is_dir():
+    if run_path.suffix != ".tar":  # a run folder (run_checkpoint names one that is missing)
         low, model, data = _prior_from_run(run_path)
         vqvae = vqvae or model["vqvae_ckpt"]
         clip_settings = data["clip"].get("init_args", {})
     else:
-        low, clip_settings = _official(run_path, "low").prior, dict(OFFICIAL_CLIP)
+        low, clip_settings = _official(run_path, "low"), dict(OFFICIAL_CLIP)
         if vqvae is None:
             raise UserError(f"{run_path}: an official Low prior needs --vqvae (the official vqvae.tar)")
-    up_prior = _prior_from_run(up_path)[0] if up_path.is_dir() else _official(up_path, "up").prior
+    up_prior = _official(up_path, "up") if up_path.suffix == ".tar" else _prior_from_run(up_path)[0]
     vqvae_path = Path(vqvae)
     if vqvae_path.suffix == ".tar":
-        vqvae_model = _official(vqvae_path, "vqvae").vqvae
+        vqvae_model = _official(vqvae_path, "vqvae")
     else:
         from projects.gravo.module_vqvae import load_vqvae
 

@@ -100,7 +100,12 @@ def evaluate_variant(
     datamodule = results[low_stage].datamodule
     clips = eval_loader(datamodule.split("test"), EVAL_BATCH)
     values = evaluate_clips(
-        pipeline, clips, AudioGenerationMetrics(classifier, classifier), wav2clip, settings, seed
+        pipeline,
+        clips,
+        AudioGenerationMetrics(classifier, classifier, real_accuracy=True),
+        wav2clip,
+        settings,
+        seed,
     )
     # an ImageHear class is a toy class's folder (its slug); the classifier's classes are the sorted labels
     label_of_slug = {c.slug: datamodule.dataset.labels.index(c.label) for c in TOY_CLASSES}
