@@ -62,6 +62,8 @@ STAGES = [
     Stage("up", "toy_up.yaml", args=_frozen, validate=False),
 ]
 
+# ACC is a fraction; the paper's tables give it in % (CS and tCS are 100 x cosine already)
+PERCENT = {"acc": 100, "ih_acc": 100, "acc_real": 100}
 # (heading, metric): Table 1 (VGGSound: FAD, KL, CS, ACC; ImageHear: CS, ACC) and Table 2's tCS
 COLUMNS = (
     (("FAD", "fad"), ("KL", "kl"), ("CS", "cs"), ("ACC", "acc")),
@@ -124,7 +126,12 @@ def table(rows: dict[str, dict[str, float]]) -> list[str]:
         lines.append(f"  {'':<26}" + " ".join(f"{heading:<22}" for heading, _ in block))
         for label, metrics in rows.items():
             cells = [
-                format_interval(*(metrics.get(f"{name}{end}", float("nan")) for end in ("", "_lo", "_hi")))
+                format_interval(
+                    *(
+                        PERCENT.get(name, 1) * metrics.get(f"{name}{end}", float("nan"))
+                        for end in ("", "_lo", "_hi")
+                    )
+                )
                 for _, name in block
             ]
             lines.append(f"  {label:<26}" + " ".join(f"{cell:<22}" for cell in cells))
@@ -136,13 +143,14 @@ def summarize(results: dict[str, StageResult]) -> str:
     reference = rows["Im2Wav"]
     lines = [
         "GRAVO toy pipeline:",
-        f"  VQ-VAE spectral loss (valid)     {results['vqvae'].metrics.get('val/spectral', float('nan')):.4f}",
-        f"  classifier accuracy (valid)      {results['classifier'].metrics.get('val/acc', float('nan')):.3f}",
+        f"  VQ-VAE level-0 reconstruction (valid, lmix)  {results['vqvae'].metrics.get('val/recon_l0', float('nan')):.4f}",
+        f"  Wav2CLIP class retrieval R@1 (valid)          {results['wav2clip'].metrics.get('val/class_r1', float('nan')):.3f}",
+        f"  classifier accuracy (valid)                   {results['classifier'].metrics.get('val/acc', float('nan')):.3f}",
         "",
         "  test clips (one generation each) and toy ImageHear "
         f"({IMAGEHEAR_GENERATIONS} per class), 95 % bootstrap intervals over clips",
         f"  {'Reference (real audio)':<26}CS {format_interval(reference['cs_real'], reference['cs_real_lo'], reference['cs_real_hi'])}"
-        f"  ACC {format_interval(reference['acc_real'], reference['acc_real_lo'], reference['acc_real_hi'])}",
+        f"  ACC {format_interval(*(100 * reference[f'acc_real{end}'] for end in ('', '_lo', '_hi')))}",
         *table(rows),
     ]
     return "\n".join(lines)
