@@ -17,7 +17,10 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("mode", [["--steps", "2", "--warmup", "1"], ["--whole"]])
+@pytest.mark.parametrize(
+    "mode",
+    [["--steps", "2", "--warmup", "1", "--mid-batches", "2", "--up-positions", "start", "mid"], ["--whole"]],
+)
 def test_tiny_benchmark_prints_identical_tokens_and_ratios(tmp_path, capsys, mode):
     out = tmp_path / "out.json"
     argv = ["--sizes", "tiny", "--batches", "2", "--repeats", "1", "--threads", "1", "--out", str(out), *mode]
