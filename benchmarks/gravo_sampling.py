@@ -2,8 +2,8 @@
 weights and the same seed.
 
     python -m benchmarks.gravo_sampling                                  # toy and paper sizes, batches 1 and 8
-    python -m benchmarks.gravo_sampling --sizes toy --repeats 5          # the toy priors only
-    python -m benchmarks.gravo_sampling --sizes paper --steps 16 --repeats 2   # what projects/gravo/README.md shows
+    python -m benchmarks.gravo_sampling --sizes toy --repeats 3          # } the runs in projects/gravo/README.md
+    python -m benchmarks.gravo_sampling --sizes paper --steps 16 --repeats 2   # }
 
 Ours: `projects.gravo.models.priors.LowPrior.sample` (both guidance branches as one batch of 2B rows through
 `shared.transformer.sparse.SparseTransformerLM.sample`, one preallocated KV cache, each layer attending only
