@@ -19,7 +19,7 @@ import json
 import statistics
 from pathlib import Path
 
-from projects.gravo.pipeline import COLUMNS, LOW_VARIANTS, SETTINGS, STAGES, evaluate_variant
+from projects.gravo.pipeline import COLUMNS, LOW_VARIANTS, PERCENT, SETTINGS, STAGES, evaluate_variant
 from shared.pipeline import StageResult, run_stage
 
 # metric -> True when higher is better (GRAVO sec. 3.3)
@@ -32,6 +32,34 @@ HIGHER_IS_BETTER = {
     "ih_cs": True,
     "ih_acc": True,
 }
+
+
+def beats(value: float, baseline: float, metric: str) -> bool:
+    """Is `value` strictly better than `baseline` on `metric`?"""
+    return value > baseline if HIGHER_IS_BETTER[metric] else value < baseline
+
+
+def summarize(table: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict]]:
+    """Per row and metric: mean and sd over the seeds (ACC in %) and in how many seeds the row beat Im2Wav;
+    printed."""
+    metrics = [name for block in COLUMNS for _, name in block]
+    summary: dict[str, dict[str, dict]] = {}
+    for label, _, _ in LOW_VARIANTS:
+        summary[label] = {}
+        for name in metrics:
+            values = [PERCENT.get(name, 1) * table[seed][label][name] for seed in table]
+            wins = sum(beats(table[seed][label][name], table[seed]["Im2Wav"][name], name) for seed in table)
+            summary[label][name] = {
+                "mean": statistics.mean(values),
+                "sd": statistics.stdev(values) if len(values) > 1 else float("nan"),
+                "beats_im2wav": f"{wins}/{len(table)}",
+            }
+    print(f"\nmean +- sd over training seeds {sorted(table)}; 'w/n': seeds in which the row beats Im2Wav")
+    print(f"{'':<26}" + "".join(f"{name:<22}" for name in metrics))
+    for label, row in summary.items():
+        cells = [f"{r['mean']:.3g} +- {r['sd']:.2g} {r['beats_im2wav']}" for r in row.values()]
+        print(f"{label:<26}" + "".join(f"{cell:<22}" for cell in cells))
+    return summary
 
 
 def main() -> None:
@@ -61,26 +89,7 @@ def main() -> None:
             table[seed][label] = evaluate_variant(results, stage, SETTINGS)
         print(f"seed {seed}: " + json.dumps(table[seed]), flush=True)
 
-    metrics = [name for block in COLUMNS for _, name in block]
-    summary = {}
-    for label, _, _ in LOW_VARIANTS:
-        summary[label] = {}
-        for name in metrics:
-            values = [table[seed][label][name] for seed in table]
-            wins = sum(
-                (table[seed][label][name] > table[seed]["Im2Wav"][name]) == HIGHER_IS_BETTER[name]
-                for seed in table
-            )
-            summary[label][name] = {
-                "mean": statistics.mean(values),
-                "sd": statistics.stdev(values) if len(values) > 1 else float("nan"),
-                "beats_im2wav": f"{wins}/{len(table)}",
-            }
-    print(f"\nmean +- sd over training seeds {sorted(table)}; 'w/n': seeds in which the row beats Im2Wav")
-    print(f"{'':<26}" + "".join(f"{name:<22}" for name in metrics))
-    for label, row in summary.items():
-        cells = [f"{r['mean']:.3g} +- {r['sd']:.2g} {r['beats_im2wav']}" for r in row.values()]
-        print(f"{label:<26}" + "".join(f"{cell:<22}" for cell in cells))
+    summary = summarize(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"per_seed": table, "summary": summary}, indent=1) + "\n")

@@ -33,6 +33,7 @@ from projects.gravo.models.priors import LowPrior, UpPrior
 from projects.gravo.models.vqvae import WaveVQVAE
 from shared.transformer import TokenSampling
 
+DECODE_ROWS = 32
 FPS = 30.0  # Im2Wav's frame rate of the CLIP features (`Data/preprocess/collect_video_CLIP.py`)
 
 
@@ -149,4 +150,5 @@ class GravoPipeline(nn.Module):
                 low[:, window_low], clip, settings.tokens, generators=generators, prime=up_prime
             )
             done = start + self.window
-        return self.vqvae.decode(up)[:, :length]
+        # decoded a few rows at a time: the decoder's activations of a whole evaluation batch would take GBs
+        return torch.cat([self.vqvae.decode(rows) for rows in up.split(DECODE_ROWS)])[:, :length]
