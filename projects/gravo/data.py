@@ -35,7 +35,8 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import Dataset
 
 from shared.data import DatasetIndex, FeatureCache, WaveFeature
-from shared.data.loaders import SplitLoaders, eval_loader, split_records, train_loader
+from shared.data.cached_clips import CachedClips
+from shared.data.loaders import SplitLoaders, eval_loader, train_loader
 from shared.data.records import ClipRecord
 from shared.encoders.clip_embeddings import CLIPEmbeddingFeature, Im2WavCLIPFiles, pad_with_last
 from shared.encoders.official import load_pickle
@@ -148,7 +149,7 @@ def collate_whole_clips(items: list[dict]) -> dict:
     }
 
 
-class GravoVGGSoundDataModule(SplitLoaders, LightningDataModule):
+class GravoVGGSoundDataModule(CachedClips, SplitLoaders, LightningDataModule):
     """VGGSound (or the toy set in its layout) as GRAVO trains and evaluates on it (module docstring).
 
     Batch keys: `wave` [B, W] float32, the window's mono audio at 16 kHz, W = round(window_seconds x 16000);
@@ -190,38 +191,14 @@ class GravoVGGSoundDataModule(SplitLoaders, LightningDataModule):
         self._datasets: dict[str, VideoClipDataset] = {}
 
     @property
-    def n_classes(self) -> int:
-        return len(self.dataset.labels)
-
-    @property
     def n_frames(self) -> int:
         """Frames per window (123 for 4.096 s)."""
         return window_frame_count(self.window_samples, SAMPLE_RATE, self.fps)
 
-    @property
-    def report_path(self) -> Path:
-        return self.cache_dir / f"{self.dataset.name}_skipped.tsv"
-
-    @property
-    def features(self) -> dict[str, object]:
-        return {"wave": self.wave, self.clip.name: self.clip}
-
-    def cache(self, name: str) -> FeatureCache:
-        return feature_cache(self.cache_dir, self.dataset, name, self.features[name])
-
-    def prepare_data(self) -> None:
-        prepare_dataset(self.dataset, self.features, self.cache_dir, self.prepare_workers)
-
     def split(self, split: str) -> VideoClipDataset:
         if split not in self._datasets:
-            waves, clips = self.cache("wave"), self.cache(self.clip.name)
-            available = split_records(self.dataset, split, waves, clips)
-            if not available:
-                raise RuntimeError(
-                    f"{self.dataset}: no prepared clips in split {split!r} (see {self.report_path})"
-                )
             self._datasets[split] = VideoClipDataset(
-                available, waves, clips, self.window_samples, whole=split == "train", fps=self.fps
+                *self.prepared_split(split), self.window_samples, whole=split == "train", fps=self.fps
             )
         return self._datasets[split]
 

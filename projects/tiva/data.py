@@ -21,11 +21,11 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import Dataset
 
 from shared.data import DatasetIndex, FeatureCache, WaveFeature
-from shared.data.loaders import SplitLoaders, split_records
+from shared.data.cached_clips import CachedClips
+from shared.data.loaders import SplitLoaders
 from shared.data.records import ClipRecord
 from shared.encoders import CLIPFeature, melception_inputs, split_clip_feature
 from shared.files import atomic_path
-from shared.prepare import feature_cache, prepare_dataset
 
 SAMPLE_RATE = 16_000  # AudioLDM2's rate (paper sec. 4.1.1)
 
@@ -51,7 +51,7 @@ class VideoAudioDataset(Dataset):
         }
 
 
-class TiVADataModule(SplitLoaders, LightningDataModule):
+class TiVADataModule(CachedClips, SplitLoaders, LightningDataModule):
     """Waveforms and CLIP frame features of one dataset, prepared once into feature caches.
 
     Batch keys: `wave` [B, round(duration * 16000)] float at 16 kHz; `clip_cls`, `clip_patch` [B, N, L, D]
@@ -93,36 +93,12 @@ class TiVADataModule(SplitLoaders, LightningDataModule):
         self._datasets: dict[str, VideoAudioDataset] = {}
 
     @property
-    def n_classes(self) -> int:
-        return len(self.dataset.labels)
-
-    @property
     def n_frames(self) -> int:
         return self.clip.num_frames
 
-    @property
-    def report_path(self) -> Path:
-        return self.cache_dir / f"{self.dataset.name}_skipped.tsv"
-
-    @property
-    def features(self) -> dict[str, object]:
-        return {"wave": self.wave, self.clip.name: self.clip}
-
-    def cache(self, name: str) -> FeatureCache:
-        return feature_cache(self.cache_dir, self.dataset, name, self.features[name])
-
-    def prepare_data(self) -> None:
-        prepare_dataset(self.dataset, self.features, self.cache_dir, self.prepare_workers)
-
     def split(self, split: str) -> VideoAudioDataset:
         if split not in self._datasets:
-            waves, clips = self.cache("wave"), self.cache(self.clip.name)
-            available = split_records(self.dataset, split, waves, clips)
-            if not available:
-                raise RuntimeError(
-                    f"{self.dataset}: no prepared clips in split {split!r} (see {self.report_path})"
-                )
-            self._datasets[split] = VideoAudioDataset(available, waves, clips)
+            self._datasets[split] = VideoAudioDataset(*self.prepared_split(split))
         return self._datasets[split]
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
