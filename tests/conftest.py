@@ -29,6 +29,20 @@ def resolved_config(config: Path) -> dict:
     return yaml.safe_load(printed.getvalue())
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny models (`pytestmark = pytest.mark.usefixtures("one_thread")`):
+    their ops are too small to share between threads, and on a busy two-core machine two OpenMP threads
+    spent most of their time waiting for each other (a toy step many times slower; README, "Test suite").
+    Module scope, so that a module's own module-scoped fixtures are computed under it too."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def demo_root() -> Path:
     if not DEMO.is_dir():

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from benchmarks.dpm_solver_gaussian import (
     SETTINGS,
@@ -21,13 +20,7 @@ TRAINING = training_scheduler()
 DATA = GaussianData()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # thousands of tiny element-wise ops: on busy cores a second thread makes them 30x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 def data_stds() -> tuple[np.ndarray, np.ndarray]:

@@ -21,13 +21,7 @@ from tests.projects.gravo.official_im2wav import (
 SMALL_LOW = {**TINY["low"], "n_ctx": 64, "blocks": 8, "sample_length": 2048}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # thousands of one-token forwards of a tiny model: on busy cores more threads only add overhead
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 def test_scheme_tokens_are_the_guided_draws_of_the_full_forward_logits():

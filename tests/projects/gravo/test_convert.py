@@ -29,13 +29,7 @@ from .test_official_im2wav import PAPER_PARAMETERS, official_keys
 FRAMES = 123  # CLIP frames of a 4.096-s window at 30 fps, as the official sampler slices them
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: on busy cores more threads only add overhead
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 def official_file(tmp_path, kind: str, fp16: bool = False, seed: int = 1, **sizes):

@@ -22,14 +22,7 @@ from .official_im2wav import (
     write_official_checkpoint,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: on busy cores more threads only add overhead
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 KEY_LISTS = REPO.parent / "shared" / "reference" / "keys"  # the team folder beside the repo (CI has it)

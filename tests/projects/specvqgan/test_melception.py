@@ -23,14 +23,7 @@ from tests.projects.specvqgan.test_training import toy_args
 CONFIGS = REPO / "projects" / "specvqgan" / "configs"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy two-core machine, two OpenMP threads spent most of their time waiting
-    for each other (the README's "Test suite" section has the figures)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 def n_params(module: nn.Module) -> int:

@@ -15,13 +15,7 @@ from .test_convert import KEYS, SMALL, write_official_checkpoint
 TINY_GPT = {"n_layer": 2, "n_head": 4, "n_embd": 32}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny, so per-op overhead dominates and a second intra-op thread only waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 def test_column_major_order_is_the_reference_permutation():

@@ -32,14 +32,7 @@ def n_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are small enough that per-op overhead dominates: on a 2-core machine shared with
-    other jobs, a second intra-op thread made a toy training step many times slower (README, "Test suite")."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 def test_paper_sizes_and_shapes():
