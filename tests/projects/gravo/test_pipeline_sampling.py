@@ -74,4 +74,4 @@ def test_sliding_windows_keep_the_first_window_and_continue_it():
     pipeline.low.sample = original
     short = pipeline.generate(frames, 512, settings)
     # the first window's audio only depends on its own codes, up to the decoder's receptive field at its end
-    torch.testing.assert_close(long[:, :384], short[:, :384], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(long[:, :384], short[:, :384], rtol=1e-4, atol=1e-4 * short.abs().max().item())
