@@ -14,7 +14,8 @@ frames are embedded by OpenAI's CLIP ViT-B/32 (`--clip`: an open_clip tag or a l
 
 The video's frames are embedded at 30 fps (padded with the last frame to the video's length) and the whole
 video gets sound, in overlapping windows where it is longer than one (`projects.gravo.models.pipeline`); an
-image is a clip of `--seconds` (4 s, as GRAVO uses ImageHear's images) of its one embedding. Written: the wav
+image is a clip of `--seconds` (4 s, as GRAVO uses ImageHear's images) of its one embedding. The Low prior's time
+signal is told the clip lasts `--total-seconds` (10 s, Im2Wav's inference value), or the input's length when longer. Written: the wav
 and a spectrogram picture (`<stem>.wav`, `<stem>.png`) and, for a video, the video with the new sound
 (`--out`); with several samples, `<stem>_<i>.*` for each.
 """
@@ -22,12 +23,12 @@ and a spectrogram picture (`<stem>.wav`, `<stem>.png`) and, for a video, the vid
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from projects.gravo.models.conditioning import DEFAULT_TOTAL_LENGTH, SAMPLE_RATE
 from projects.gravo.models.pipeline import FPS, GravoPipeline, SamplingSettings
 from shared.audio import MelFrontEnd, save_audio, save_mel_picture
 from shared.encoders.clip_embeddings import CLIPEmbeddingFeature, pad_with_last
@@ -97,10 +98,12 @@ def generate(args: argparse.Namespace) -> list[Path]:
     frames = feature.extract(source).float()
     n_frames = max(1, int(seconds * FPS))
     frames = pad_with_last(frames, n_frames)[:n_frames] if args.video else frames.expand(n_frames, -1)
-    settings = replace(SamplingSettings.from_config(None), samples=args.samples)
-    for name in ("guidance_scale", "temperature", "top_k", "top_p"):
-        if getattr(args, name) is not None:
-            settings = replace(settings, **{name: getattr(args, name)})
+    overrides = {name: getattr(args, name) for name in ("guidance_scale", "temperature", "top_k", "top_p")}
+    settings = SamplingSettings(
+        samples=args.samples,
+        total_length=round(args.total_seconds * SAMPLE_RATE),
+        **{name: value for name, value in overrides.items() if value is not None},
+    )
     length = round(seconds * pipeline.sample_rate)
     keys = [f"{Path(source).name}/{i}" for i in range(settings.samples)]
     batch = frames[None].expand(settings.samples, -1, -1).to(args.device)
@@ -136,6 +139,14 @@ def main(argv: list[str]) -> list[Path]:
     )
     parser.add_argument("--clip", help="CLIP weights: an open_clip tag or a local file (default: the run's)")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of the sound of an image")
+    parser.add_argument(
+        "--total-seconds",
+        dest="total_seconds",
+        type=float,
+        default=DEFAULT_TOTAL_LENGTH / SAMPLE_RATE,
+        help="the clip length the Low prior's time signal is given (default 10 s, Im2Wav's: its VGGSound "
+        "clips; the toy runs trained on 2-s clips); a longer input uses its own length",
+    )
     parser.add_argument(
         "--guidance-scale", dest="guidance_scale", type=float, help="eta of eq. 7 (default 3)"
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -59,17 +59,6 @@ class SamplingSettings:
     @property
     def tokens(self) -> TokenSampling:
         return TokenSampling(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature)
-
-    @classmethod
-    def from_config(cls, config: dict | None) -> SamplingSettings:
-        """From a config's `sampling` mapping (unknown keys are an error naming them)."""
-        config = dict(config or {})
-        unknown = set(config) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(
-                f"unknown sampling settings {sorted(unknown)}; known: {[f.name for f in fields(cls)]}"
-            )
-        return cls(**config)
 
 
 def window_starts(total: int, window: int, hop: int) -> list[int]:
