@@ -1,0 +1,1 @@
+"""Plain nn.Modules of AudioToken and its Stable Diffusion parts (no Lightning inside)."""
