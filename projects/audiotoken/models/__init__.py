@@ -1,1 +1,1 @@
-"""Plain nn.Modules of AudioToken (arXiv:2305.13050), no Lightning inside."""
+"""Plain nn.Modules of AudioToken and its Stable Diffusion parts (no Lightning inside)."""
