@@ -1,0 +1,1 @@
+"""AudioToken's plain nn.Modules (no Lightning inside)."""
