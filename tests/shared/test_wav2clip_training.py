@@ -1,21 +1,18 @@
-"""Training Wav2CLIP (`projects.gravo.module_wav2clip`) on an in-test synthetic audio-visual set: the
+"""Training Wav2CLIP (`shared.wav2clip_training`) on an in-test synthetic audio-visual set: the
 cross-projection InfoNCE falls, retrieval beats chance, and the checkpoint loads through `load_wav2clip`."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, Dataset
 
-from projects.gravo.module_wav2clip import Wav2CLIPTraining
 from shared.encoders.wav2clip import Wav2CLIP, load_wav2clip
+from shared.wav2clip_training import Wav2CLIPTraining
 
-CONFIGS = Path(__file__).resolve().parents[3] / "projects" / "gravo" / "configs"
 N_CLASSES, CLIP_DIM, N_FRAMES, N_SAMPLES = 4, 64, 6, 8_000
 
 
@@ -113,19 +110,3 @@ def test_toy_training_lowers_the_loss_and_retrieves_above_chance(tmp_path):
     wave = ToneClips(4, seed=3).wave
     with torch.no_grad():
         torch.testing.assert_close(loaded(wave), module.model.eval()(wave))
-
-
-def config_model(name: str) -> Wav2CLIP:
-    """The Wav2CLIP a config's `model.init_args.model` section builds."""
-    config = yaml.safe_load((CONFIGS / name).read_text())
-    section = config["model"]["init_args"]["model"]
-    assert section["class_path"] == "shared.encoders.Wav2CLIP"
-    return Wav2CLIP(**section["init_args"])
-
-
-def test_paper_config_builds_the_released_size_and_the_toy_config_a_small_one():
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    paper = config_model("vggsound_wav2clip.yaml")
-    assert (count(paper.audio_encoder), count(paper.audio_transform)) == (11_170_240, 525_312)
-    toy = config_model("toy_wav2clip.yaml")
-    assert toy.embed_dim == 512 and count(toy) < count(paper) / 10

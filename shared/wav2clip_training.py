@@ -1,4 +1,5 @@
-"""Training Wav2CLIP (arXiv:2110.11499), the frozen audio target of GRAVO's auxiliary losses and of its CS metric.
+"""Training Wav2CLIP (arXiv:2110.11499): the frozen audio target of GRAVO's auxiliary losses and CS metric
+(GRAVO, Interspeech 2023) and the audio side of AudioToken's AIS metric (arXiv:2305.13050, sec. 2.2).
 
 GRAVO uses the released Wav2CLIP; this stage trains one at toy scale (and, with the paper config, at the
 released size) with the official recipe (`descriptinc/lyrebird-wav2clip`, `wav2clip/pre_training/model.py`,
