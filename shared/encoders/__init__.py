@@ -7,6 +7,8 @@
 - `CLIPFrameFeatures` / `CLIPFeature`: per-frame CLS and mean patch tokens of chosen open_clip layers (TiVA);
 - `CLIPImageEmbedder` / `CLIPEmbeddingFeature`: per-frame L2-normalised CLIP image embeddings at 30 fps, or of
   a still image (Im2Wav, GRAVO); `Im2WavCLIPFiles`: Im2Wav's released per-clip feature pickles;
+- `CLIPImageText` / `load_clip_image_text`: a frozen transformers `CLIPModel` folder's L2-normalised image and
+  text embeddings with CLIP's preprocessing, and zero-shot classes (AudioToken's IIS and AIC);
 - `Melception` (SpecVQGAN's evaluation classifier; also TiVA's), `load_melception` (official or our checkpoints),
   `melception_inputs` (audio at any rate -> Melception's mel);
 - `Wav2CLIP` (GRAVO's audio target and CS metric), `load_wav2clip` (official `Wav2CLIP.pt` or our checkpoints);
@@ -31,6 +33,11 @@ lazy_package(
             "CLIPFrameFeatures",
             "FrozenCLIPVisual",
             "split_clip_feature",
+        ],
+        "shared.encoders.clip_image_text": [
+            "CLIPImageText",
+            "load_clip_image_text",
+            "resize_shorter_and_crop",
         ],
         "shared.encoders.clip_embeddings": [
             "CLIPEmbeddingFeature",

@@ -234,7 +234,7 @@ def load_wav2clip(path: str | Path) -> Wav2CLIP:
 
     The official file (`descriptinc/lyrebird-wav2clip`, `wav2clip/__init__.py`, `get_model`) is a flat state
     dict whose `audio_encoder.*` (the spectrogram's window included) and `audio_transform.*` tensors are the
-    model; our Lightning checkpoints (`projects.gravo.module_wav2clip`) hold the same keys under `model.`,
+    model; our Lightning checkpoints (`shared.wav2clip_training`) hold the same keys under `model.`,
     next to the training-only image head and loss temperature, which are skipped. The sizes come from the
     tensors' shapes; every model tensor must be there with its shape, else a `UserError` names the file.
     `conversion_report` on the returned module says what was loaded.

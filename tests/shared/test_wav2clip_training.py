@@ -1,21 +1,21 @@
-"""Training Wav2CLIP (`projects.gravo.module_wav2clip`) on an in-test synthetic audio-visual set: the
-cross-projection InfoNCE falls, retrieval beats chance, and the checkpoint loads through `load_wav2clip`."""
+"""Training Wav2CLIP (`shared.wav2clip_training`) on an in-test synthetic audio-visual set: the
+cross-projection InfoNCE falls, retrieval beats chance, and the checkpoint loads through `load_wav2clip`;
+targets from a frozen CLIP image encoder on the batch's frame (AudioToken's toy Wav2CLIP)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, Dataset
 
-from projects.gravo.module_wav2clip import Wav2CLIPTraining
+from shared.encoders import load_clip_image_text
 from shared.encoders.wav2clip import Wav2CLIP, load_wav2clip
+from shared.wav2clip_training import Wav2CLIPTraining
+from tests.shared.tiny_hf_clip import save_tiny_clip
 
-CONFIGS = Path(__file__).resolve().parents[3] / "projects" / "gravo" / "configs"
 N_CLASSES, CLIP_DIM, N_FRAMES, N_SAMPLES = 4, 64, 6, 8_000
 
 
@@ -115,17 +115,67 @@ def test_toy_training_lowers_the_loss_and_retrieves_above_chance(tmp_path):
         torch.testing.assert_close(loaded(wave), module.model.eval()(wave))
 
 
-def config_model(name: str) -> Wav2CLIP:
-    """The Wav2CLIP a config's `model.init_args.model` section builds."""
-    config = yaml.safe_load((CONFIGS / name).read_text())
-    section = config["model"]["init_args"]["model"]
-    assert section["class_path"] == "shared.encoders.Wav2CLIP"
-    return Wav2CLIP(**section["init_args"])
+class FrameClips(Dataset):
+    """AudioToken's batch keys: 16-kHz `wave`, one frame `image` in [-1, 1] (coloured by class), `label`."""
+
+    def __init__(self, n: int, seed: int):
+        gen = torch.Generator().manual_seed(seed)
+        self.labels = torch.arange(n) % N_CLASSES
+        self.wave = torch.randn(n, N_SAMPLES, generator=gen)
+        colours = torch.rand(N_CLASSES, 3, 1, 1, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        self.image = (colours[self.labels] + 0.1 * torch.randn(n, 3, 40, 64, generator=gen)).clamp(-1, 1)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"wave": self.wave[i], "image": self.image[i], "label": self.labels[i]}
 
 
-def test_paper_config_builds_the_released_size_and_the_toy_config_a_small_one():
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    paper = config_model("vggsound_wav2clip.yaml")
-    assert (count(paper.audio_encoder), count(paper.audio_transform)) == (11_170_240, 525_312)
-    toy = config_model("toy_wav2clip.yaml")
-    assert toy.embed_dim == 512 and count(toy) < count(paper) / 10
+@pytest.mark.slow
+def test_frames_are_embedded_by_the_frozen_image_encoder_which_stays_out_of_checkpoints(tmp_path):
+    root = save_tiny_clip(tmp_path / "clip", projection_dim=CLIP_DIM)
+    torch.manual_seed(0)
+    model = Wav2CLIP(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1), embed_dim=CLIP_DIM)
+    module = Wav2CLIPTraining(model, image_encoder_root=str(root))
+    batch = next(iter(DataLoader(FrameClips(8, seed=1), batch_size=8)))
+    module.eval()
+    with torch.no_grad():
+        _, _, image = module.loss(batch)
+    torch.testing.assert_close(image, load_clip_image_text(root).encode_images(batch["image"]))
+    with pytest.raises(ValueError, match="image_encoder_root"):
+        tiny_module().loss({"wave": batch["wave"], "image": batch["image"]})
+    with pytest.raises(ValueError, match="embed_dim is 32"):
+        Wav2CLIPTraining(
+            Wav2CLIP(widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1), embed_dim=32), image_encoder_root=str(root)
+        )
+
+    encoder_before = {k: v.clone() for k, v in module.image_encoder.state_dict().items()}
+    trainer = Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=1,
+    )
+    trainer.fit(
+        module,
+        DataLoader(FrameClips(16, seed=2), batch_size=8),
+        DataLoader(FrameClips(8, seed=3), batch_size=8),
+    )
+    assert module.image_encoder.state_dict().keys() == encoder_before.keys()
+    assert all(torch.equal(v, encoder_before[k]) for k, v in module.image_encoder.state_dict().items())
+    ckpt = next(tmp_path.rglob("*.ckpt"))
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert (
+        not any(k.startswith("image_encoder.") for k in state) and "model.audio_encoder.conv1.weight" in state
+    )
+    resumed = Wav2CLIPTraining.load_from_checkpoint(
+        ckpt, model=Wav2CLIP(widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1), embed_dim=CLIP_DIM)
+    )
+    wave = batch["wave"][:2]
+    with torch.no_grad():
+        torch.testing.assert_close(resumed.model.eval()(wave), module.model.eval()(wave))
+        torch.testing.assert_close(load_wav2clip(ckpt)(wave), module.model(wave))

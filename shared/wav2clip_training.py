@@ -1,11 +1,16 @@
-"""Training Wav2CLIP (arXiv:2110.11499), the frozen audio target of GRAVO's auxiliary losses and of its CS metric.
+"""Training Wav2CLIP (arXiv:2110.11499): the frozen audio target of GRAVO's auxiliary losses and CS metric
+(GRAVO, Interspeech 2023) and the audio side of AudioToken's AIS metric (arXiv:2305.13050, sec. 2.2).
 
 GRAVO uses the released Wav2CLIP; this stage trains one at toy scale (and, with the paper config, at the
 released size) with the official recipe (`descriptinc/lyrebird-wav2clip`, `wav2clip/pre_training/model.py`,
 `ResNetDistillation` with loss `clip_loss_x`, the variant whose `audio_transform` head the released model
 carries; `conf/distillation_args.yaml`):
 
-- target: the mean over frames of the clip's per-frame CLIP image embeddings (frozen, precomputed);
+- target: the mean over frames of the clip's per-frame CLIP image embeddings (frozen, precomputed, the
+  batch's `clip_feats`), or, for a batch without them, the embedding of its one frame `image` computed on the
+  fly by a frozen CLIP (`image_encoder_root`, a transformers `CLIPModel` folder read by
+  `shared.encoders.CLIPImageText`): AudioToken's toy Wav2CLIP learns the toy CLIP's image space from the
+  frame of each training window;
 - cross-projection: `image_transform` (an MLP like `audio_transform`) maps the CLIP mean into the encoder's
   space, `audio_transform` maps the encoder's output into CLIP's space; the loss is the mean of two symmetric
   InfoNCE terms, InfoNCE(encoder(a), image_transform(v)) and InfoNCE(audio_transform(encoder(a)), v), each
@@ -27,13 +32,15 @@ from torch import nn
 from torchmetrics import CatMetric
 
 from shared.contrastive import SymmetricInfoNCE, class_retrieval, retrieval_recall
+from shared.encoders.clip_image_text import load_clip_image_text
 from shared.encoders.wav2clip import ProjectionMLP, Wav2CLIP
 from shared.metrics import StageMeans
 
 
 class Wav2CLIPTraining(LightningModule):
     """Batch keys used: `wave` [B, T] float32 at 16 kHz, `clip_feats` [B, F, D] per-frame CLIP embeddings
-    (D = the model's `embed_dim`), `label` [B] int64 if present (evaluation only)."""
+    (D = the model's `embed_dim`) or, with `image_encoder_root`, `image` [B, 3, H, W] in [-1, 1], `label` [B]
+    int64 if present (evaluation only). The frozen image encoder's weights stay out of the checkpoints."""
 
     def __init__(
         self,
@@ -44,11 +51,18 @@ class Wav2CLIPTraining(LightningModule):
         min_lr: float = 1e-6,
         temperature: float = 0.07,
         dropout: float = 0.1,
+        image_encoder_root: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         clip_dim = model.embed_dim
+        self.image_encoder = None if image_encoder_root is None else load_clip_image_text(image_encoder_root)
+        if self.image_encoder is not None and self.image_encoder.embed_dim != clip_dim:
+            raise ValueError(
+                f"{image_encoder_root}: its CLIP embeddings are {self.image_encoder.embed_dim}-d, "
+                f"Wav2CLIP's embed_dim is {clip_dim}"
+            )
         self.image_transform = ProjectionMLP(clip_dim, clip_dim, model.audio_encoder.out_dim, dropout)
         self.loss_audio_space = SymmetricInfoNCE(temperature)
         self.loss_clip_space = SymmetricInfoNCE(temperature)
@@ -63,7 +77,7 @@ class Wav2CLIPTraining(LightningModule):
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(the cross-projection loss, Wav2CLIP's output [B, D], the CLIP means [B, D])."""
-        clip_feats = batch["clip_feats"]
+        clip_feats = self.clip_feats(batch)
         if clip_feats.dim() != 3 or clip_feats.shape[-1] != self.model.embed_dim:
             raise ValueError(
                 f"expected clip_feats [B, F, {self.model.embed_dim}], got {tuple(clip_feats.shape)}"
@@ -75,6 +89,26 @@ class Wav2CLIPTraining(LightningModule):
             self.loss_audio_space(encoded, self.image_transform(image)) + self.loss_clip_space(audio, image)
         ) / 2
         return loss, audio, image
+
+    def clip_feats(self, batch: dict) -> torch.Tensor:
+        """The batch's `clip_feats`, else its `image` embedded by the frozen image encoder as one frame."""
+        if "clip_feats" in batch:
+            return batch["clip_feats"]
+        if self.image_encoder is None or "image" not in batch:
+            raise ValueError(
+                "a batch needs clip_feats [B, F, D], or image [B, 3, H, W] with an image_encoder_root"
+            )
+        return self.image_encoder.encode_images(batch["image"])[:, None]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("image_encoder.")]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.image_encoder is not None:  # the frozen encoder's own weights, left out when saving
+            image_encoder = {f"image_encoder.{k}": v for k, v in self.image_encoder.state_dict().items()}
+            checkpoint["state_dict"] = checkpoint["state_dict"] | image_encoder
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.loss(batch)
@@ -117,7 +151,8 @@ class Wav2CLIPTraining(LightningModule):
         self._log_retrieval("test")
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        trained = [p for p in self.parameters() if p.requires_grad]  # not the frozen image encoder
+        optimizer = torch.optim.Adam(trained, lr=self.hparams.lr)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode="min",
