@@ -475,6 +475,11 @@ def _clip_inputs(folder: Path):
     return model, processor, tokenizer
 
 
+def _projected(features) -> torch.Tensor:
+    """CLIP's projected embedding: transformers 5 returns it as `pooler_output` of an output, 4 as a tensor."""
+    return features if isinstance(features, torch.Tensor) else features.pooler_output
+
+
 @torch.no_grad()
 def select_best_frames(
     records: DatasetIndex | Iterable[ClipRecord],
@@ -510,7 +515,7 @@ def select_best_frames(
                 return_tensors="pt",
             )
             text = model.get_text_features(input_ids=ids.input_ids.to(device))
-            text_features[record.label] = torch.nn.functional.normalize(text, dim=-1)[0]
+            text_features[record.label] = torch.nn.functional.normalize(_projected(text), dim=-1)[0]
         frames = load_video(record.path)[::every]  # uint8 [N, 3, H, W]
         scores = []
         for chunk in frames.split(batch_size):
@@ -518,7 +523,7 @@ def select_best_frames(
                 images=list(chunk.permute(0, 2, 3, 1).numpy()), return_tensors="pt"
             ).pixel_values
             image = torch.nn.functional.normalize(
-                model.get_image_features(pixel_values=pixels.to(device)), dim=-1
+                _projected(model.get_image_features(pixel_values=pixels.to(device))), dim=-1
             )
             scores.append(image @ text_features[record.label])
         scores = torch.cat(scores).cpu().numpy()
