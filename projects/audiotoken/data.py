@@ -218,7 +218,7 @@ class WindowFrameDataset(Dataset):
         frame_cache: FeatureCache,
         window_seconds: int,
         training: bool,
-        image_size: tuple[int, int],
+        image_size: tuple[int, int] | None,
         caption_template: str = CAPTION,
         best_frames: dict[str, list[int]] | None = None,
         seed: int = 0,
@@ -227,7 +227,8 @@ class WindowFrameDataset(Dataset):
         if not 0 < window_seconds <= CLIP_SECONDS:
             raise ValueError(f"window_seconds must be in 1..{CLIP_SECONDS}, not {window_seconds}")
         self.records, self.wave_cache, self.frame_cache = records, wave_cache, frame_cache
-        self.window, self.training, self.image_size = window_seconds, training, tuple(image_size)
+        self.window, self.training = window_seconds, training
+        self.image_size = None if image_size is None else tuple(image_size)
         self.caption_template, self.best_frames, self.seed = caption_template, best_frames or {}, seed
         self.youtube_ids = youtube_ids
 
@@ -261,9 +262,8 @@ class WindowFrameDataset(Dataset):
         start, frame = self.draw(record, total_frames, rng)
         wave = tile_to(self.wave_cache.load(record.clip_id).astype(np.float32), CLIP_SECONDS * SAMPLE_RATE)
         wave = wave[start * SAMPLE_RATE : (start + self.window) * SAMPLE_RATE]
-        return {
+        item = {
             "wave": torch.from_numpy(np.ascontiguousarray(wave)),
-            "image": to_image(read_frame(record.path, frame), self.image_size),
             "label": record.label_id,
             "label_text": record.label,
             "caption": self.caption_template.format(record.label),
@@ -271,6 +271,9 @@ class WindowFrameDataset(Dataset):
             "window_start": start,
             "frame_index": frame,
         }
+        if self.image_size is not None:  # a stage that needs only the audio does not decode frames
+            item["image"] = to_image(read_frame(record.path, frame), self.image_size)
+        return item
 
 
 class AudioTokenVGGSoundDataModule(SplitLoaders, LightningDataModule):
@@ -278,7 +281,7 @@ class AudioTokenVGGSoundDataModule(SplitLoaders, LightningDataModule):
 
     Batch keys: `wave` [B, L x 16000] float32, the window of the clip tiled to 10 s, at 16 kHz (80,000 samples
     in training, 160,000 in evaluation by default); `image` [B, 3, H, W] float32 in [-1, 1], the window's frame
-    resized to `image_size` = (W, H); `label` [B] int64 (index in the dataset's sorted labels); `label_text`,
+    resized to `image_size` = (W, H) (no `image` with `image_size` None: the audio-only stages); `label` [B] int64 (index in the dataset's sorted labels); `label_text`,
     `caption` (`caption_template` of the label), `clip_id`: lists of B str; `window_start` [B] int64 seconds;
     `frame_index` [B] int64, the frame's number in the video. Splits train, valid, test (VAS: test falls back
     to valid). Clips whose audio or video does not decode are skipped and listed in
@@ -298,7 +301,7 @@ class AudioTokenVGGSoundDataModule(SplitLoaders, LightningDataModule):
         audio_dir: str | None = "audio",
         train_window_seconds: int = 5,
         eval_window_seconds: int = 10,
-        image_size: tuple[int, int] = (512, 320),
+        image_size: tuple[int, int] | None = (512, 320),
         caption_template: str = CAPTION,
         best_frames: str | None = None,
         best_frames_clip: str | None = None,
@@ -323,7 +326,8 @@ class AudioTokenVGGSoundDataModule(SplitLoaders, LightningDataModule):
         self.dataset, self.cache_dir = dataset, Path(cache_dir)
         self.audio_dir = audio_dir
         self.train_window, self.eval_window = train_window_seconds, eval_window_seconds
-        self.image_size, self.caption_template = tuple(image_size), caption_template
+        self.image_size = None if image_size is None else tuple(image_size)
+        self.caption_template = caption_template
         self.best_frames, self.best_frames_clip = best_frames, best_frames_clip
         self.best_frames_candidates, self.best_frames_every = best_frames_candidates, best_frames_every
         self.best_frames_splits = tuple(best_frames_splits)

@@ -1,0 +1,169 @@
+"""AudioToken's evaluation (arXiv:2305.13050, sec. 2.2 and Table 1): AIS, IIS, AIC and FID of the images
+generated from the test clips' audio, next to the paper's comparison rows.
+
+Rows (each image made from the same noise per clip, so rows differ only in their condition):
+
+- `AudioToken`: "a photo of <*>" with the clip's audio token (BEATs -> Embedder);
+- `random token`: the same prompt with a random vector in place of the audio token, drawn per clip from a
+  normal distribution with the audio tokens' per-dimension mean and standard deviation over the evaluated
+  clips (the same scale, no information about the clip): what the pipeline makes without the audio;
+- `SD (text label)`: the prompt "a photo of a <label>" with the clip's true label, the paper's upper row
+  ("SD with text labels");
+- `Reference (real images)`: the clips' own frames, scored like generated images (AIC, AIS; IIS and FID
+  compare with them).
+
+Metrics (`shared.metrics.image`): AIS = Wav2CLIP audio vs CLIP image win-rate against a pool of other test
+clips' audio; IIS = CLIP generated vs real image against a pool of other clips' real images; AIC = zero-shot
+CLIP class of the image over the dataset's labels matched to the audio's label (CLIP text similarity > 0.75);
+FID = generated vs real images on `fid` (the Inception network on real data, the toy CLIP's image tower on the
+toy set). AIS, IIS and AIC come with 95 % bootstrap intervals over clips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from projects.audiotoken.models.pipeline import AudioTokenPipeline, SamplingSettings
+from shared.encoders.clip_image_text import CLIPImageText
+from shared.metrics.image import (
+    AudioImageClassAgreement,
+    AudioImageSimilarity,
+    ImageFID,
+    ImageImageSimilarity,
+    pool_indices,
+)
+from shared.transformer import item_generators
+
+AUDIOTOKEN, RANDOM, TEXT, REFERENCE = (
+    "AudioToken",
+    "random token",
+    "SD (text label)",
+    "Reference (real images)",
+)
+ROWS = (AUDIOTOKEN, RANDOM, TEXT)
+
+
+@dataclass
+class Judges:
+    """The frozen networks that score images: `clip` (image and text embeddings, zero-shot classes), `wav2clip`
+    (audio embeddings in that CLIP's image space), `fid` (an `ImageFID` feature: a module, or 2048 with
+    `fid_weights`, a local Inception weights file); `class_template`: the zero-shot prompt of a class name for
+    AIC (bare names, as SonicDiffusion prompts them; the toy CLIP knows only its training captions)."""
+
+    clip: CLIPImageText
+    wav2clip: nn.Module
+    fid: int | nn.Module
+    fid_weights: str | None = None
+    class_template: str = "{}"
+
+
+@dataclass
+class TestClips:
+    """What the evaluation needs of every test clip, in loader order."""
+
+    ids: list[str]
+    labels: torch.Tensor  # [N] int64
+    label_texts: list[str]
+    waves: torch.Tensor  # [N, T] at 16 kHz
+    images: torch.Tensor  # [N, 3, H, W] in [-1, 1], the real frames
+    audio_embeddings: torch.Tensor  # [N, E] Wav2CLIP
+    image_embeddings: torch.Tensor  # [N, E] CLIP of the real frames
+    tokens: torch.Tensor  # [N, D] the audio tokens
+
+
+@torch.no_grad()
+def read_clips(pipeline: AudioTokenPipeline, loader, judges: Judges) -> TestClips:
+    parts: dict[str, list] = {key: [] for key in TestClips.__dataclass_fields__}
+    for batch in loader:
+        wave, image = batch["wave"].float(), batch["image"].float()
+        parts["ids"] += list(batch["clip_id"])
+        parts["labels"].append(batch["label"])
+        parts["label_texts"] += list(batch["label_text"])
+        parts["waves"].append(wave)
+        parts["images"].append(image)
+        parts["audio_embeddings"].append(judges.wav2clip(wave))
+        parts["image_embeddings"].append(judges.clip.encode_images(image))
+        parts["tokens"].append(pipeline.audio_tokens(wave).cpu())
+    return TestClips(
+        **{key: value if key in ("ids", "label_texts") else torch.cat(value) for key, value in parts.items()}
+    )
+
+
+def random_tokens(tokens: torch.Tensor, seed: int) -> torch.Tensor:
+    """Normal vectors with the tokens' per-dimension mean and std (see the module docstring)."""
+    noise = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(seed))
+    return tokens.mean(0) + noise * tokens.std(0)
+
+
+class RowMetrics:
+    """AIS, IIS, AIC and FID of one row's images."""
+
+    def __init__(self, clips: TestClips, judges: Judges, labels: list[str], pool: torch.Tensor):
+        pool_ids = [clips.ids[i] for i in pool]
+        self.judges, self.clips, self.labels = judges, clips, labels
+        self.ais = AudioImageSimilarity(clips.audio_embeddings[pool], pool_ids)
+        self.iis = ImageImageSimilarity(clips.image_embeddings[pool], pool_ids)
+        self.aic = AudioImageClassAgreement.from_text_encoder(judges.clip, labels)
+        self.fid = ImageFID(judges.fid, judges.fid_weights)
+        self.fid.update(clips.images, real=True)
+
+    @torch.no_grad()
+    def update(self, images: torch.Tensor, rows: slice) -> None:
+        """images [B, 3, H, W] in [-1, 1]: those of the clips `rows`."""
+        clips, ids = self.clips, self.clips.ids[rows]
+        embeddings = self.judges.clip.encode_images(images)
+        self.ais.update(embeddings, clips.audio_embeddings[rows], ids)
+        self.iis.update(embeddings, clips.image_embeddings[rows], ids)
+        predicted = self.judges.clip.zero_shot(images, self.labels, self.judges.class_template)
+        self.aic.update(predicted, clips.labels[rows], ids)
+        self.fid.update(images, real=False)
+
+    def compute(self) -> dict[str, float]:
+        values = {**self.ais.compute(), **self.iis.compute(), **self.aic.compute(), "fid": self.fid.compute()}
+        return {name: float(value) for name, value in values.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    pipeline: AudioTokenPipeline,
+    loader,
+    judges: Judges,
+    labels: list[str],
+    settings: SamplingSettings,
+    seed: int = 0,
+    batch_size: int = 100,
+    pool_size: int | None = None,
+    rows: tuple[str, ...] = ROWS,
+) -> dict[str, dict[str, float]]:
+    """{row: {metric: value, `<metric>_lo` / `_hi`: its interval}} for `rows` and the reference row.
+
+    `labels`: the dataset's class names (the label ids index them); the pool of AIS and IIS is `pool_size`
+    test clips drawn by `seed` (all of them by default; a clip is never compared with itself)."""
+    clips = read_clips(pipeline, loader, judges)
+    n = len(clips.ids)
+    pool = pool_indices(n, pool_size or n, seed)
+    tokens = {AUDIOTOKEN: clips.tokens, RANDOM: random_tokens(clips.tokens, seed)}
+    results = {}
+    for row in rows:
+        metrics = RowMetrics(clips, judges, labels, pool)
+        for start in range(0, n, batch_size):
+            part = slice(start, min(start + batch_size, n))
+            generators = item_generators(seed, clips.ids[part])
+            if row == TEXT:
+                prompts = [f"a photo of a {labels[int(i)]}" for i in clips.labels[part]]
+                images = pipeline.generate_from_text(prompts, settings, generators, output_type="pt")
+            else:
+                images = pipeline.generate_from_tokens(
+                    tokens[row][part], settings, generators, output_type="pt"
+                )
+            metrics.update(images.cpu() * 2 - 1, part)
+        results[row] = metrics.compute()
+    reference = RowMetrics(clips, judges, labels, pool)
+    for start in range(0, n, batch_size):
+        part = slice(start, min(start + batch_size, n))
+        reference.update(clips.images[part], part)
+    results[REFERENCE] = {k: v for k, v in reference.compute().items() if not k.startswith(("iis", "fid"))}
+    return results
