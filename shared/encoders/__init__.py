@@ -14,6 +14,8 @@
   `load_vggish_pca` (torchvggish's weight and PCA files);
 - `PaSST` (PaSST-S, the 527-class AudioSet tagger of KL and ACC, with its mel front end), `load_passt`;
 - `WaveMelception`: a Melception that reads waveforms (the toy stand-in for VGGish and PaSST);
+- `BEATs` / `BEATsConfig` (AudioToken's audio encoder: BEATs blocks 4, 8, 12 with the official fbank front
+  end), `load_beats` (official `{'cfg', 'model'}` files, also what the toy stage writes);
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
@@ -23,6 +25,7 @@ from shared.lazy import lazy_package
 lazy_package(
     __name__,
     {
+        "shared.encoders.beats": ["BEATs", "BEATsConfig", "load_beats"],
         "shared.encoders.clip": [
             "CLIPFeature",
             "CLIPFrameFeatures",
