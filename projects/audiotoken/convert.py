@@ -2,13 +2,13 @@
 
     beats = load_official_beats("BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt")
     feats = beats(wav)          # wav [B, T] float32 at 16 kHz in [-1, 1] -> [B, N, 3 * D] (blocks 4, 8, 12)
+    embedder = load_official_embedder("output/embedder_learned_embeds.bin")
+    token = embedder(feats)     # [B, N, C_in] -> [B, D]
 
 The audio encoder is the frozen BEATs of `microsoft/unilm` (`beats/`), loaded as AudioToken does
 (`modules/AudioToken/AudioToken.py`: the file's `cfg` builds the model, `model` fills it, the fine-tuned
 predictor is dropped) and read out as its copy of the encoder does (`modules/BEATs/backbone.py`: the outputs
 of the blocks with 0-based index 3, 7 and 11, concatenated on channels).
-
-    embedder = load_official_embedder("output/embedder_learned_embeds.bin")  # forward(feats [B, N, C_in]) -> [B, D]
 
 The official training (`train.py`) saves the Embedder as a plain state dict with no prefix (keys `fc1.*`,
 `fc2.*`, `fga.un_models.0.*`, `fga.pp_models.0.*`, `fga.reduce_potentials.0.weight`); our `Embedder` has the

@@ -120,9 +120,7 @@ class OfficialAttention(nn.Module):
         if self.has_relative_attention_bias and position_bias is None:
             position_bias = self.compute_bias(tgt_len, tgt_len)
             position_bias = (
-                position_bias.unsqueeze(0)
-                .repeat(bsz, 1, 1, 1)
-                .view(bsz * self.num_heads, tgt_len, tgt_len)
+                position_bias.unsqueeze(0).repeat(bsz, 1, 1, 1).view(bsz * self.num_heads, tgt_len, tgt_len)
             )
         q = self.q_proj(query)
         k = self.k_proj(query)
@@ -203,7 +201,9 @@ class OfficialEncoder(nn.Module):
     def __init__(self, args):
         super().__init__()
         dim = args.encoder_embed_dim
-        conv = nn.Conv1d(dim, dim, kernel_size=args.conv_pos, padding=args.conv_pos // 2, groups=args.conv_pos_groups)
+        conv = nn.Conv1d(
+            dim, dim, kernel_size=args.conv_pos, padding=args.conv_pos // 2, groups=args.conv_pos_groups
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the old weight_norm API is what gives weight_g / weight_v
             conv = nn.utils.weight_norm(conv, name="weight", dim=2)
@@ -214,7 +214,9 @@ class OfficialEncoder(nn.Module):
         if args.relative_position_embedding:
             for i in range(1, args.encoder_layers):
                 del self.layers[i].self_attn.relative_attention_bias
-                self.layers[i].self_attn.relative_attention_bias = self.layers[0].self_attn.relative_attention_bias
+                self.layers[i].self_attn.relative_attention_bias = self.layers[
+                    0
+                ].self_attn.relative_attention_bias
         self.layer_norm_first = args.layer_norm_first
         self.layer_norm = nn.LayerNorm(dim)
 
@@ -242,20 +244,28 @@ class OfficialBEATs(nn.Module):
         args = OfficialConfig(cfg)
         self.args = args
         self.post_extract_proj = (
-            nn.Linear(args.embed_dim, args.encoder_embed_dim) if args.embed_dim != args.encoder_embed_dim else None
+            nn.Linear(args.embed_dim, args.encoder_embed_dim)
+            if args.embed_dim != args.encoder_embed_dim
+            else None
         )
         patch = args.input_patch_size
-        self.patch_embedding = nn.Conv2d(1, args.embed_dim, kernel_size=patch, stride=patch, bias=args.conv_bias)
+        self.patch_embedding = nn.Conv2d(
+            1, args.embed_dim, kernel_size=patch, stride=patch, bias=args.conv_bias
+        )
         self.encoder = OfficialEncoder(args)
         self.layer_norm = nn.LayerNorm(args.embed_dim)
-        self.predictor = nn.Linear(args.encoder_embed_dim, args.predictor_class) if args.finetuned_model else None
+        self.predictor = (
+            nn.Linear(args.encoder_embed_dim, args.predictor_class) if args.finetuned_model else None
+        )
 
     def preprocess(self, source, fbank_mean=15.41663, fbank_std=6.55582):
         fbanks = []
         for waveform in source:
             waveform = waveform.unsqueeze(0) * 2**15
             fbanks.append(
-                ta_kaldi.fbank(waveform, num_mel_bins=128, sample_frequency=16000, frame_length=25, frame_shift=10)
+                ta_kaldi.fbank(
+                    waveform, num_mel_bins=128, sample_frequency=16000, frame_length=25, frame_shift=10
+                )
             )
         return (torch.stack(fbanks, dim=0) - fbank_mean) / (2 * fbank_std)
 
