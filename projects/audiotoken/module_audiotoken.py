@@ -41,7 +41,7 @@ Caches (`cache_dir`, optional): the VAE's posterior moments (mean and log-varian
 sampled afresh each step) per (clip_id, window_start, frame_index) and the BEATs features per (clip_id,
 window_start), as `shared.data.FeatureCache` folders whose parameters record the frozen model (its path, and the
 size and modification time of its weight files), the image size or the window length, and the data set's
-identity. They assume the data module serves a (clip, window, frame) unchanged every epoch (no augmentation).
+paths with their modification times. They assume the data module serves a (clip, window, frame) unchanged every epoch (no augmentation).
 At paper size a 5-s window's BEATs features take 2.3 MB (248 x 2304 float32) and a latent's moments 80 kB
 (2 x 4 x 40 x 64 float32): `cached` picks which to keep.
 
@@ -173,10 +173,15 @@ class AudioTokenTraining(LightningModule):
 
     # --- caches of the frozen features ---------------------------------------------------------------------
     def _data_identity(self) -> dict:
-        """The data module's init arguments (its root, image size, ...), so another data set never reuses a cache."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        hparams = getattr(datamodule, "hparams", {}) or {}
-        return {k: v for k, v in dict(hparams).items() if k not in ("batch_size", "num_workers")}
+        """The data module's dataset index (`identity()`: its class and paths) with each path's modification
+        time: another data set, or the toy set generated again in the same place, never reuses a cache."""
+        dataset = getattr(getattr(self._trainer, "datamodule", None), "dataset", None)
+        if dataset is None or not hasattr(dataset, "identity"):
+            return {}
+        return {
+            key: [value, Path(value).stat().st_mtime_ns] if Path(value).exists() else value
+            for key, value in dataset.identity().items()
+        }
 
     def _cache(self, name: str, params: dict) -> FeatureCache | None:
         if self.hparams.cache_dir is None or name not in self.hparams.cached:

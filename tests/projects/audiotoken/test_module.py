@@ -12,7 +12,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from projects.audiotoken.models.stable_diffusion import save_stable_diffusion, toy_stable_diffusion
 from projects.audiotoken.module_audiotoken import AudioTokenTraining, label_penalty
+from shared.cli import AvgenCLI
 from shared.encoders.beats import BEATs, BEATsConfig, save_official
+from tests.conftest import REPO, resolved_config
 
 SECONDS = 1.0  # BEATs takes any length; 1 s (48 tokens) keeps the tests fast
 
@@ -263,3 +265,35 @@ def test_resume_continues_from_the_checkpoint_with_the_configured_lr(sd_root, be
     assert group["lr"] == 2.5e-4  # absolute, constant
     assert (group["betas"], group["weight_decay"], group["eps"]) == ((0.9, 0.999), 1e-2, 1e-8)
     assert run.optimizers[0].state[group["params"][0]]["step"].item() == 4
+
+
+CONFIGS = REPO / "projects" / "audiotoken" / "configs"
+
+
+def test_the_paper_config_has_the_paper_s_settings():
+    resolved = resolved_config(CONFIGS / "vggsound_audiotoken.yaml")
+    model, data, run = resolved["model"]["init_args"], resolved["data"]["init_args"], resolved["trainer"]
+    assert resolved["model"]["class_path"] == "projects.audiotoken.module_audiotoken.AudioTokenTraining"
+    assert (model["lr"], data["batch_size"], run["max_steps"]) == (8e-5, 8, 60000)
+    assert model["lr"] == pytest.approx(
+        1e-5 * 1 * 8 * 1
+    )  # the official scaling rule at accum 1, batch 8, 1 GPU
+    assert (model["l1_weight"], model["l2_weight"], model["label_weight"]) == (0.01, 0.0, 0.0)
+    assert (tuple(model["betas"]), model["weight_decay"], model["eps"]) == ((0.9, 0.999), 1e-2, 1e-8)
+    assert model["prompt"] == "a photo of <*>" and not model["official_dropout"]
+    assert (tuple(data["image_size"]), data["train_window_seconds"]) == ((512, 320), 5)
+    (checkpoint,) = [c for c in run["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+    assert checkpoint["init_args"]["every_n_train_steps"] == 1000
+
+
+def test_the_toy_config_builds_on_a_tiny_sd_and_beats(sd_root, beats_ckpt, tmp_path):
+    cli = AvgenCLI(
+        args=[
+            "--config", str(CONFIGS / "toy_audiotoken.yaml"), f"--model.init_args.sd_root={sd_root}",
+            f"--model.init_args.beats_ckpt={beats_ckpt}", f"--run.root={tmp_path}",
+        ],
+        run=False,
+    )  # fmt: skip
+    assert isinstance(cli.model, AudioTokenTraining)
+    assert cli.datamodule.batch_size == 8 and cli.trainer.max_steps == 300
+    assert (cli.model.embedder.fc1.in_features, cli.model.embedder.fc2.out_features) == (3 * 32, 64)
