@@ -297,3 +297,16 @@ def test_the_toy_config_builds_on_a_tiny_sd_and_beats(sd_root, beats_ckpt, tmp_p
     assert isinstance(cli.model, AudioTokenTraining)
     assert cli.datamodule.batch_size == 8 and cli.trainer.max_steps == 300
     assert (cli.model.embedder.fc1.in_features, cli.model.embedder.fc2.out_features) == (3 * 32, 64)
+
+
+def test_validation_is_deterministic_and_logs_token_statistics(sd_root, beats_ckpt, tmp_path):
+    module = AudioTokenTraining(sd_root, beats_ckpt)
+    batches = DataLoader(FixedBatches(make_batch(), length=2), batch_size=None)
+    run = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    first, second = run.validate(module, batches, verbose=False), run.validate(module, batches, verbose=False)
+    assert first == second
+    (metrics,) = first
+    assert {"val/loss", "val/token_norm", "val/token_label_cos", "val/token_pairwise_cos"} <= metrics.keys()
+    with torch.no_grad():
+        tokens = module.eval().tokens(make_batch())
+    assert metrics["val/token_norm"] == pytest.approx(tokens.norm(dim=-1).mean().item(), rel=1e-5)
