@@ -55,6 +55,12 @@ def load_official_embedder(path: str | Path, official_dropout: bool = False) -> 
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise UserError(f"{path}: not a readable torch state dict ({error})") from error
+    return embedder_from_state_dict(state, path, official_dropout)
+
+
+def embedder_from_state_dict(state: dict, path: str | Path, official_dropout: bool = False) -> Embedder:
+    """An `Embedder` in eval mode holding `state` (official key names), sized by it; `path` names its source in
+    errors (the official file, or a checkpoint of our AudioToken stage whose `embedder.*` tensors it is)."""
     if not isinstance(state, dict) or "fc1.weight" not in state or "fc2.weight" not in state:
         keys = list(state)[:5] if isinstance(state, dict) else type(state).__name__
         raise UserError(

@@ -54,6 +54,7 @@ clips: 1 means the Embedder ignores the audio). Image metrics are computed after
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +65,10 @@ import torch.nn.functional as F
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from lightning.pytorch import LightningModule
 
+from projects.audiotoken.convert import embedder_from_state_dict
 from projects.audiotoken.models.embedder import Embedder
 from projects.audiotoken.models.injection import PLACEHOLDER, TokenInjector, add_placeholder, prompt_ids
+from projects.audiotoken.models.pipeline import AudioTokenPipeline
 from projects.audiotoken.models.stable_diffusion import StableDiffusionParts, load_stable_diffusion
 from shared.data.cache import FeatureCache
 from shared.encoders.beats import FILE_IN_RUN, load_beats
@@ -353,3 +356,19 @@ class AudioTokenTraining(LightningModule):
             weight_decay=self.hparams.weight_decay,
             eps=self.hparams.eps,
         )
+
+    def inference_pipeline(self) -> AudioTokenPipeline:
+        """The trained Embedder (a copy: the pipeline freezes what it holds) with this run's frozen BEATs and
+        Stable Diffusion, as `projects.audiotoken.models.pipeline.AudioTokenPipeline`."""
+        frozen = self.frozen
+        return AudioTokenPipeline(frozen.beats, copy.deepcopy(self.embedder), frozen.sd)
+
+
+def load_embedder(checkpoint: str | Path) -> Embedder:
+    """The Embedder of a checkpoint of this stage (its `embedder.*` tensors), in eval mode."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "embedder."
+    return embedder_from_state_dict(
+        {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)},
+        checkpoint,
+    )
