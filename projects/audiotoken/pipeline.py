@@ -57,7 +57,7 @@ def _ldm(results: dict[str, StageResult]) -> list[str]:
     return [
         *_best_frames(results),
         f"--model.init_args.clip_root={clip_folder(results)}",
-        f"--model.init_args.vae_ckpt={results['vae'].checkpoint}",
+        f"--model.init_args.vae_root={results['vae'].run_dir / 'vae'}",
     ]
 
 
