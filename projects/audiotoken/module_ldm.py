@@ -136,7 +136,7 @@ class ToyLDMTraining(LightningModule):
             else self.trainer.train_dataloader
         )
 
-    def on_fit_start(self) -> None:
+    def on_train_start(self) -> None:  # the train dataloader exists from here on
         if torch.isnan(self.scaling_factor):
             self.scaling_factor.fill_(self.measure_scaling_factor())
         self.parts.scaling_factor = self.scaling_factor.item()

@@ -64,7 +64,7 @@ def test_vae_then_ldm_export_loadable_folders(tmp_path, frames):
         val_images_per_class=1,
         val_steps=2,
     )
-    trainer = _trainer(tmp_path / "ldm_run", max_steps=3, val_check_interval=3)
+    trainer = _trainer(tmp_path / "ldm_run", max_steps=2, val_check_interval=2)
     trainer.fit(module, loader(frames), loader(frames, shuffle=False))
 
     with torch.no_grad():
