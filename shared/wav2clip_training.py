@@ -9,7 +9,7 @@ carries; `conf/distillation_args.yaml`):
 - target: the mean over frames of the clip's per-frame CLIP image embeddings (frozen, precomputed, the
   batch's `clip_feats`), or, for a batch without them, the embedding of its one frame `image` computed on the
   fly by a frozen CLIP (`image_encoder_root`, a transformers `CLIPModel` folder read by
-  `shared.encoders.CLIPImageText`): AudioToken's toy Wav2CLIP learns the toy CLIP's image space from the
+  `shared.encoders.CLIPImageText`, centre-cropped unless `image_encoder_crop` is False): AudioToken's toy Wav2CLIP learns the toy CLIP's image space from the
   frame of each training window;
 - cross-projection: `image_transform` (an MLP like `audio_transform`) maps the CLIP mean into the encoder's
   space, `audio_transform` maps the encoder's output into CLIP's space; the loss is the mean of two symmetric
@@ -52,12 +52,17 @@ class Wav2CLIPTraining(LightningModule):
         temperature: float = 0.07,
         dropout: float = 0.1,
         image_encoder_root: str | None = None,
+        image_encoder_crop: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         clip_dim = model.embed_dim
-        self.image_encoder = None if image_encoder_root is None else load_clip_image_text(image_encoder_root)
+        self.image_encoder = (
+            None
+            if image_encoder_root is None
+            else load_clip_image_text(image_encoder_root, image_encoder_crop)
+        )
         if self.image_encoder is not None and self.image_encoder.embed_dim != clip_dim:
             raise ValueError(
                 f"{image_encoder_root}: its CLIP embeddings are {self.image_encoder.embed_dim}-d, "

@@ -47,7 +47,7 @@ from torch.utils.data import Dataset
 
 from shared.data import DatasetIndex, FeatureCache, VGGSoundIndex, WaveFeature
 from shared.data.indexes import AUDIO_SUFFIXES
-from shared.data.loaders import ResumableDistributedSampler, SplitLoaders, split_records, train_loader
+from shared.data.loaders import EpochIndexSampler, SplitLoaders, split_records, train_loader
 from shared.data.records import ClipRecord
 from shared.encoders.official import load_pickle
 from shared.files import atomic_path
@@ -195,14 +195,6 @@ def read_best_frames(path: str | Path) -> dict[str, list[int]]:
             raise UserError(f"{path}: entry {clip!r} is not [[frame numbers, ...], ...]")
         candidates[clip] = [int(frame) for frame in entry[0]]
     return candidates
-
-
-class EpochIndexSampler(ResumableDistributedSampler):
-    """The resumable training sampler, yielding (epoch, index) keys: the dataset seeds its draws from them."""
-
-    def __iter__(self):
-        for index in super().__iter__():
-            yield self.epoch, index
 
 
 class WindowFrameDataset(Dataset):

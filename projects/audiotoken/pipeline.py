@@ -88,7 +88,7 @@ COLUMNS = (("AIC", "aic", 100), ("AIS", "ais", 100), ("IIS", "iis", 100), ("FID"
 
 def judges(results: dict[str, StageResult]) -> Judges:
     """The toy set's scorers: the toy CLIP (its image tower also gives FID's features) and the toy Wav2CLIP."""
-    clip = load_clip_image_text(clip_folder(results))
+    clip = load_clip_image_text(clip_folder(results), crop=False)  # frames are stretched as in its training
     wav2clip = load_wav2clip(results["wav2clip"].checkpoint).eval()
     return Judges(clip, wav2clip, fid=clip, class_template="a photo of a {}")
 

@@ -165,3 +165,14 @@ class SplitLoaders:
 
     def predict_dataloader(self):
         return self._eval_loader(self.predict_split)
+
+
+class EpochIndexSampler(ResumableDistributedSampler):
+    """The resumable training sampler yielding (epoch, index) keys: a dataset seeds its per-item random draws
+    (a frame, a window) from (seed, epoch, index), so they depend neither on worker processes nor on when
+    iterators are created, and a resumed run (position and epoch restored) draws what the uninterrupted one
+    would have."""
+
+    def __iter__(self):
+        for index in super().__iter__():
+            yield self.epoch, index

@@ -46,14 +46,24 @@ def resize_shorter_and_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return images[..., top : top + size, left : left + size]
 
 
+def resize_to_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 3, H, W] in [0, 1] -> [B, 3, size, size], stretched (bicubic, antialiased): nothing is cut off."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(
+        images, size=(size, size), mode="bicubic", align_corners=False, antialias=True
+    ).clamp(0, 1)
+
+
 class CLIPImageText(nn.Module):
     """A frozen CLIP: `encode_images`, `encode_texts` (both L2-normalised [B, E]) and `zero_shot`.
 
     Eval mode for good: a parent's `.train()` does not reach it, and no parameter takes gradients.
     """
 
-    def __init__(self, model: CLIPModel, tokenizer: CLIPTokenizer | None = None):
+    def __init__(self, model: CLIPModel, tokenizer: CLIPTokenizer | None = None, crop: bool = True):
         super().__init__()
+        self.crop = crop  # OpenAI's centre crop; False stretches to a square (as the toy CLIP was trained)
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer if tokenizer is not None else clip_tokenizer()
         self.image_size = model.config.vision_config.image_size
@@ -72,7 +82,8 @@ class CLIPImageText(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected RGB images [B, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
         images = ((images.float() + 1) / 2).clamp(0, 1)
-        return (resize_shorter_and_crop(images, self.image_size) - self.mean) / self.std
+        square = resize_shorter_and_crop if self.crop else resize_to_square
+        return (square(images, self.image_size) - self.mean) / self.std
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -106,7 +117,7 @@ def _features(out) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
-def load_clip_image_text(root: str | Path) -> CLIPImageText:
+def load_clip_image_text(root: str | Path, crop: bool = True) -> CLIPImageText:
     """A frozen `CLIPImageText` from a `CLIPModel.save_pretrained` folder (local files only: no download)."""
     root = Path(root)
     if not (root / "config.json").is_file():
@@ -118,7 +129,7 @@ def load_clip_image_text(root: str | Path) -> CLIPImageText:
     except (OSError, ValueError) as error:
         raise UserError(f"{root}: cannot load a CLIPModel ({str(error).splitlines()[0]})") from error
     tokenizer = CLIPTokenizer.from_pretrained(root, local_files_only=True) if _has_tokenizer(root) else None
-    return CLIPImageText(model, tokenizer)
+    return CLIPImageText(model, tokenizer, crop)
 
 
 def _has_tokenizer(root: Path) -> bool:
