@@ -45,8 +45,6 @@ def load_pipeline(
         model = run_config(run)["model"]["init_args"]
         beats, sd_root = beats or model["beats_ckpt"], sd_root or model["sd_root"]
         embedder_module = load_embedder(run_checkpoint(run))
-    elif embedder is None or beats is None or sd_root is None:
-        raise UserError("give --run, or all of --embedder, --beats and --sd-root (the official release)")
     else:
         embedder_module = load_official_embedder(embedder)
     return AudioTokenPipeline(load_official_beats(beats), embedder_module, load_stable_diffusion(sd_root))
@@ -60,6 +58,8 @@ def native_size(pipeline: AudioTokenPipeline) -> int:
 def generate(args: argparse.Namespace) -> list[Path]:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {args.device}: no CUDA device on this machine")
+    if args.run is None and None in (args.embedder, args.beats, args.sd_root):
+        raise UserError("give --run, or all of --embedder, --beats and --sd-root (the official release)")
     source = Path(args.audio or args.video)
     if not source.is_file():
         raise UserError(f"{source}: no such file")
