@@ -124,7 +124,7 @@ def table(rows: dict[str, dict[str, float]]) -> list[str]:
                     format_interval(*(scale * metrics[f"{name}{end}"] for end in ("", "_lo", "_hi")))
                 )
             else:
-                cells.append(f"{scale * metrics[name]:.2f}")
+                cells.append(f"{scale * metrics[name]:.3g}")
         lines.append(f"  {label:<26}" + " ".join(f"{cell:<22}" for cell in cells))
     return lines
 
