@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 
+from projects.audiotoken.exports import ExportsOnCheckpoint
 from projects.audiotoken.models.toy_clip import class_prompts, clip_pixel_values, toy_clip_model
 from shared.data.toy import TOY_CLASSES
 from shared.encoders.clip_tokenizer import clip_tokenizer
-from shared.files import atomic_folder
 
 
 def class_targets(label_text: list[str], class_names: list[str]) -> torch.Tensor:
@@ -38,11 +38,13 @@ def class_targets(label_text: list[str], class_names: list[str]) -> torch.Tensor
     return torch.tensor([class_names.index(text) for text in label_text])
 
 
-class ToyCLIPTraining(LightningModule):
+class ToyCLIPTraining(ExportsOnCheckpoint, LightningModule):
     """Batch keys used: `image` [B, 3, H, W] float32 in [-1, 1], `label_text` list[str] (the class label).
 
     `class_names` defaults to the toy dataset's labels; `export_dir` defaults to `<run>/clip`.
     """
+
+    export_name = "clip"
 
     def __init__(
         self,
@@ -90,13 +92,8 @@ class ToyCLIPTraining(LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log("val/zero_shot_chance", 1.0 / len(self.class_names))
 
-    def export_folder(self) -> Path:
-        return Path(self.hparams.export_dir or Path(self.trainer.default_root_dir) / "clip")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.trainer.is_global_zero:
-            with atomic_folder(self.export_folder()) as tmp:
-                self.model.save_pretrained(tmp)
+    def write_export(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from lightning.pytorch import LightningModule
 
+from projects.audiotoken.exports import ExportsOnCheckpoint
 from projects.audiotoken.models.stable_diffusion import (
     StableDiffusionParts,
     inference_pipeline,
@@ -68,11 +69,13 @@ def noise_loss(parts: StableDiffusionParts, latents: torch.Tensor, context: torc
     return F.mse_loss(parts.unet(noisy, t, context).sample, target)
 
 
-class ToyLDMTraining(LightningModule):
+class ToyLDMTraining(ExportsOnCheckpoint, LightningModule):
     """Batch keys used: `image` [B, 3, H, W] float32 in [-1, 1], `caption` list[str].
 
     `class_names` (default: the toy dataset's labels) only feed the validation's generated-image check.
     """
+
+    export_name = "stable_diffusion"
 
     def __init__(
         self,
@@ -191,13 +194,9 @@ class ToyLDMTraining(LightningModule):
         self.log("val/generated_clip_acc", accuracy, prog_bar=True, rank_zero_only=True)
         self.log("val/generated_clip_chance", 1.0 / len(self.class_names), rank_zero_only=True)
 
-    def export_folder(self) -> Path:
-        return Path(self.hparams.export_dir or Path(self.trainer.default_root_dir) / "stable_diffusion")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.trainer.is_global_zero:
-            self.parts.scaling_factor = self.scaling_factor.item()
-            save_stable_diffusion(self.parts, self.export_folder())
+    def write_export(self, folder: Path) -> None:
+        self.parts.scaling_factor = self.scaling_factor.item()
+        save_stable_diffusion(self.parts, folder)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.unet.parameters(), lr=self.hparams.lr, weight_decay=1e-2)

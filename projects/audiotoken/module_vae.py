@@ -22,8 +22,8 @@ import torch
 from diffusers import AutoencoderKL
 from lightning.pytorch import LightningModule
 
+from projects.audiotoken.exports import ExportsOnCheckpoint
 from projects.audiotoken.models.stable_diffusion import toy_vae
-from shared.files import atomic_folder
 
 
 def vae_loss(vae: AutoencoderKL, image: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict]:
@@ -37,8 +37,10 @@ def vae_loss(vae: AutoencoderKL, image: torch.Tensor, kl_weight: float) -> tuple
     return l1 + kl_weight * kl, {"l1_per_pixel": l1 / image[0].numel(), "kl": kl, "psnr": psnr}
 
 
-class ToyVAETraining(LightningModule):
+class ToyVAETraining(ExportsOnCheckpoint, LightningModule):
     """Batch keys used: `image` [B, 3, H, W] float32 in [-1, 1] (H, W multiples of 4)."""
+
+    export_name = "vae"
 
     def __init__(
         self,
@@ -70,13 +72,8 @@ class ToyVAETraining(LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def export_folder(self) -> Path:
-        return Path(self.hparams.export_dir or Path(self.trainer.default_root_dir) / "vae")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.trainer.is_global_zero:
-            with atomic_folder(self.export_folder()) as tmp:
-                self.vae.save_pretrained(tmp)
+    def write_export(self, folder: Path) -> None:
+        self.vae.save_pretrained(folder)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.vae.parameters(), lr=self.hparams.lr, betas=(0.5, 0.9))
