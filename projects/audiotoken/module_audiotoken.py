@@ -101,11 +101,9 @@ def files_identity(path: str | Path) -> dict:
     each file's size and modification time."""
     path = Path(path).resolve()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return {
-        "path": str(path),
-        "files": {str(p.relative_to(path) if path.is_dir() else p.name): [p.stat().st_size, p.stat().st_mtime_ns]
-                  for p in files},
-    }  # fmt: skip
+    names = [str(p.relative_to(path)) if path.is_dir() else p.name for p in files]
+    stats = [[p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    return {"path": str(path), "files": dict(zip(names, stats, strict=True))}
 
 
 def label_penalty(tokens: torch.Tensor, labels: torch.Tensor, form: str) -> torch.Tensor:
