@@ -2,8 +2,9 @@
 the BriVL visual encoder", the audio tower learns to predict the embedding of one frame of its clip).
 
 * Image side: a frozen image tower (`image_tower`: the folder or checkpoint of a toy image-tower run, loaded
-  by `projects.wavbrivl.module_image_tower.load_image_tower`, or any module images [B, 3, H, W] in [0, 1]
-  -> [B, E] unit norm). It is kept out of the LightningModule's submodules, so it is neither in checkpoints
+  by `projects.wavbrivl.module_image_tower.load_image_tower`; BriVL's released checkpoint with
+  `image_tower_kind: brivl`, loaded by `projects.wavbrivl.convert.load_official_brivl_image_tower`; or any
+  module images [B, 3, H, W] in [0, 1] -> [B, E] unit norm). It is kept out of the LightningModule's submodules, so it is neither in checkpoints
   nor wrapped by DDP; this module moves it to its device.
 * Frame embeddings are cached on disk per (clip, frame) (`frame_cache_dir`; `shared.data.cache.FeatureCache`):
   the cache's parameters hold a hash of the tower's weights and the DataModule's frame and dataset settings,
@@ -53,9 +54,23 @@ def weights_hash(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def build_image_tower(image_tower: str | nn.Module) -> nn.Module:
+IMAGE_TOWER_KINDS = ("run", "brivl")
+
+
+def build_image_tower(
+    image_tower: str | nn.Module, kind: str = "run", tower_args: dict | None = None
+) -> nn.Module:
+    """The frozen image tower: a module as given, else from a path, the folder or checkpoint of an image-tower
+    run (`kind="run"`) or BriVL's released checkpoint (`kind="brivl"`, with `tower_args` describing its
+    architecture: BriVL-1.0's B5 at 380 px by default)."""
     if isinstance(image_tower, nn.Module):
         return image_tower
+    if kind == "brivl":
+        from projects.wavbrivl.convert import load_official_brivl_image_tower
+
+        return load_official_brivl_image_tower(image_tower, **(tower_args or {}))
+    if kind != "run":
+        raise ValueError(f"image_tower_kind must be one of {IMAGE_TOWER_KINDS}, not {kind!r}")
     from projects.wavbrivl.module_image_tower import load_image_tower
 
     return load_image_tower(image_tower)
@@ -69,6 +84,8 @@ class WavBriVLTraining(LightningModule):
         self,
         audio_tower: WavLMAudioTower,
         image_tower: str | nn.Module,
+        image_tower_kind: str = "run",
+        image_tower_args: dict | None = None,
         loss: str = "moco",
         queue_size: int = 9600,
         momentum: float = 0.99,
@@ -84,7 +101,9 @@ class WavBriVLTraining(LightningModule):
             raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
         self.save_hyperparameters(ignore=["audio_tower", "image_tower"])
         self.audio_tower = audio_tower
-        tower = build_image_tower(image_tower).requires_grad_(False).eval()
+        tower = (
+            build_image_tower(image_tower, image_tower_kind, image_tower_args).requires_grad_(False).eval()
+        )
         if tower.embed_dim != audio_tower.embed_dim:
             raise ValueError(
                 f"the image tower's embedding is {tower.embed_dim}-d, the audio tower's {audio_tower.embed_dim}-d"
