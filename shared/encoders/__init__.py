@@ -14,6 +14,7 @@
   `load_vggish_pca` (torchvggish's weight and PCA files);
 - `PaSST` (PaSST-S, the 527-class AudioSet tagger of KL and ACC, with its mel front end), `load_passt`;
 - `WaveMelception`: a Melception that reads waveforms (the toy stand-in for VGGish and PaSST);
+- `MelStatisticsEmbedding`: per-band mean and std of a 16 kHz log-mel, the non-learned baseline of probes;
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
@@ -47,6 +48,7 @@ lazy_package(
             "resample_indices",
             "select_frames",
         ],
+        "shared.encoders.mel_summary": ["MelStatisticsEmbedding"],
         "shared.encoders.melception": ["Melception", "melception_inputs"],
         "shared.encoders.melception_loading": ["load_melception"],
         "shared.encoders.official": [
