@@ -108,9 +108,10 @@ class Probe(nn.Module):
 
 
 def train_probe(x: torch.Tensor, labels: torch.Tensor, n_classes: int, settings: ProbeSettings) -> Probe:
-    """Train a probe on embeddings x [N, E] with class ids [N]; seeded, leaving the global RNG untouched."""
-    x = x.float()
-    with torch.random.fork_rng(devices=[]):
+    """Train a probe on embeddings x [N, E] with class ids [N]; seeded, leaving the global RNG untouched, and
+    with gradients on even where the caller embeds under `torch.no_grad()`."""
+    x = x.float().detach()
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(settings.seed)
         probe = Probe(x.mean(0), x.std(0), n_classes, settings).to(x.device)
         optimiser = torch.optim.Adam(probe.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
