@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from projects.wavbrivl.probes import (
-    EmbedFn,
     Embedded,
+    EmbedFn,
     ProbeResult,
     ProbeSettings,
     cross_validate,
