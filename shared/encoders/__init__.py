@@ -18,6 +18,7 @@
 - `WaveMelception`: a Melception that reads waveforms (the toy stand-in for VGGish and PaSST);
 - `BEATs` / `BEATsConfig` (AudioToken's audio encoder: BEATs blocks 4, 8, 12 with the official fbank front
   end), `load_beats` (official `{'cfg', 'model'}` files, also what the toy stage writes);
+- `MelStatisticsEmbedding`: per-band mean and std of a 16 kHz log-mel, the non-learned baseline of probes;
 - `frames`: the official per-item processing (pad/trim 215, centre crop 212, resample to k) and "No Feats".
 """
 
@@ -57,6 +58,7 @@ lazy_package(
             "resample_indices",
             "select_frames",
         ],
+        "shared.encoders.mel_summary": ["MelStatisticsEmbedding"],
         "shared.encoders.melception": ["Melception", "melception_inputs"],
         "shared.encoders.melception_loading": ["load_melception"],
         "shared.encoders.official": [

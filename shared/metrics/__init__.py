@@ -35,6 +35,7 @@ lazy_package(
         "shared.metrics.kl": ["MeanKLDivergence", "kl_divergence"],
         "shared.metrics.means": ["ClipMean", "StageMeans"],
         "shared.metrics.melception": ["MelceptionMetrics", "spectrogram_metrics"],
+        "shared.metrics.retrieval": ["CrossModalMRR", "chance_mrr", "reciprocal_ranks"],
         "shared.metrics.onset": ["OnsetSyncMetrics", "dtw_odf", "onset_strength", "wasserstein_odf"],
     },
 )
