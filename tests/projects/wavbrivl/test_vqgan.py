@@ -16,6 +16,8 @@ SMALL = {
     "z_channels": 64,
 }
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def official_model(sizes: dict) -> OfficialVQModel:
     return OfficialVQModel(**sizes, attn_levels=(4,), image_channels=3)
