@@ -85,10 +85,13 @@ def train_loader(
     shuffle: bool = True,
     seed: int = 0,
     collate_fn: Callable | None = None,
+    sampler_class: type[ResumableDistributedSampler] = ResumableDistributedSampler,
 ) -> StatefulDataLoader:
-    """`batch_size` is per process; the global batch is batch_size x processes; `collate_fn` as a DataLoader's."""
+    """`batch_size` is per process; the global batch is batch_size x processes; `collate_fn` as a DataLoader's;
+    `sampler_class`: a subclass whose keys the dataset understands (e.g. (epoch, index) pairs for per-item
+    random draws that a resumed run repeats)."""
     world, rank = _world()
-    sampler = ResumableDistributedSampler(dataset, world, rank, shuffle, seed, batch_size)
+    sampler = sampler_class(dataset, world, rank, shuffle, seed, batch_size)
     return StatefulDataLoader(
         dataset,
         batch_size=batch_size,
@@ -162,3 +165,14 @@ class SplitLoaders:
 
     def predict_dataloader(self):
         return self._eval_loader(self.predict_split)
+
+
+class EpochIndexSampler(ResumableDistributedSampler):
+    """The resumable training sampler yielding (epoch, index) keys: a dataset seeds its per-item random draws
+    (a frame, a window) from (seed, epoch, index), so they depend neither on worker processes nor on when
+    iterators are created, and a resumed run (position and epoch restored) draws what the uninterrupted one
+    would have."""
+
+    def __iter__(self):
+        for index in super().__iter__():
+            yield self.epoch, index
