@@ -1,0 +1,1 @@
+"""Plain nn.Modules of WavBriVL (no Lightning inside)."""
