@@ -69,7 +69,8 @@ class FrameFeature:
         }  # fmt: skip
 
     def fit(self, rgb: np.ndarray) -> np.ndarray:
-        """One decoded frame uint8 [H, W, 3] -> [S, S, 3] (applied while decoding: no full-size video in memory)."""
+        """One decoded frame uint8 [H, W, 3] -> [S, S, 3], applied while decoding (no full-size video is
+        held in memory)."""
         frame = torch.from_numpy(rgb).permute(2, 0, 1)
         frame = TF.resize(frame, [self.image_size], antialias=True)
         frame = TF.center_crop(frame, [self.image_size, self.image_size])
@@ -112,7 +113,8 @@ def match_classes(wanted: list[str] | tuple[str, ...], labels: list[str], root: 
 class SelectedClips(DatasetIndex):
     """A view of a dataset index: the chosen classes only (label ids renumbered in their sorted order) and,
     in the train split, a seeded subset of `train_subset` clips. Its caches are the underlying index's (the
-    same identity): selecting fewer clips computes nothing new, and preparation does only the selected ones."""
+    same identity): selecting fewer clips computes nothing new, and preparation does only the selected
+    ones."""
 
     def __init__(
         self,

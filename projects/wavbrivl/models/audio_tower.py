@@ -19,8 +19,8 @@ projection only), "top:N" (those and the top N transformer layers) or "all". The
 what BriVL itself does when it adapts pre-trained towers (only the upper blocks of its EfficientNet and
 RoBERTa are tuned, `BAAI-WuDao/BriVL`): the top layers, the most task-specific ones, adapt to the image
 space while the lower ones, and the 94M parameters in all, are not refitted on 20,000 clips. Frozen parts
-stay in eval mode (no dropout, LayerDrop or SpecAugment masking there) whatever the module's mode; WavLM's
-own LayerDrop and time masking run only with "all".
+stay in eval mode (no dropout or SpecAugment masking there) whatever the module's mode; WavLM's time masking
+runs only with "all". LayerDrop is switched off: it would drop hidden states from the weighted sum.
 """
 
 from __future__ import annotations
@@ -108,6 +108,9 @@ class WavLMAudioTower(nn.Module):
         super().__init__()
         self.wavlm = build_wavlm(wavlm, random_init)
         config = self.wavlm.config
+        # LayerDrop skips whole layers in training, and a skipped layer's hidden state is then missing from
+        # the outputs the weighted sum needs (one per layer)
+        config.layerdrop = 0.0
         self.embed_dim, self.trainable = embed_dim, trainable
         self.top_layers = parse_trainable(trainable, config.num_hidden_layers)
         self.layer_sum = WeightedLayerSum(config.num_hidden_layers + 1)

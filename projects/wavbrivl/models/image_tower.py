@@ -99,6 +99,11 @@ class BriVLImageTower(nn.Module):
         backbone_kwargs: dict | None = None,
     ):
         super().__init__()
+        # what rebuilds this architecture from a checkpoint (`load_image_tower`); the weights come from there
+        self.config = dict(
+            backbone=backbone, image_size=image_size, grid=grid, d_model=d_model, layers=layers, heads=heads,
+            ffn=ffn, embed_dim=embed_dim, dropout=dropout, roi_size=roi_size, backbone_kwargs=backbone_kwargs,
+        )  # fmt: skip
         self.image_size, self.embed_dim, self.roi_size = int(image_size), int(embed_dim), int(roi_size)
         overlay = {"pretrained_cfg_overlay": {"file": pretrained_backbone}} if pretrained_backbone else {}
         self.backbone = timm.create_model(

@@ -113,7 +113,10 @@ def test_frozen_parts_stay_in_eval_mode_and_get_no_gradient():
     assert model.wavlm.encoder.layers[1].attention.q_proj.weight.grad is not None
     assert model.wavlm.encoder.layers[0].attention.q_proj.weight.grad is None
     assert model.layer_sum.layer_weights.grad is not None
-    assert tower(trainable="all").train().wavlm.training
+    everything = tower(trainable="all", wavlm={**TINY, "layerdrop": 0.5}).train()
+    assert everything.wavlm.training
+    for _ in range(5):  # LayerDrop would skip layers and with them hidden states of the weighted sum
+        assert everything(0.1 * torch.randn(1, 8_000)).shape == (1, 24)
 
 
 def test_trainable_choice_is_checked():

@@ -162,7 +162,6 @@ def expected_head_parameters(channels: int, d_model: int, ffn: int, layers: int,
     return conv + layers * layer + mlp
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("backbone", "channels"), [("tf_efficientnet_b5", 2048), ("tf_efficientnet_b7", 2560)]
 )
@@ -177,7 +176,6 @@ def test_paper_size_parameter_count(backbone, channels):
     assert total == backbone_alone + expected_head_parameters(channels, 2048, 2048, 4, 2048)
 
 
-@pytest.mark.slow
 def test_brivl_1_0_size_forward():
     """The BriVL-1.0 configuration end to end: a 2048-d unit-norm embedding from a frame of any size."""
     torch.manual_seed(0)
