@@ -9,14 +9,14 @@ from projects.specvqgan.convert import (
     load_official,
     load_official_discriminator,
     load_vggishish,
-    official_vqgan_key,
     vqgan_from_official_config,
 )
 from projects.specvqgan.models import PatchDiscriminator, VGGishish
+from shared.vq.taming import official_vqgan_key
+from tests.shared.taming_reference import OfficialVQModel
 
 from . import patchgan_reference, vggishish_reference
 from .official_files import save_official_classifier
-from .taming_reference import OfficialVQModel
 
 # The key lists of the released checkpoints, one `<key><TAB><shape>` a line: the VGGSound codebook
 # (`2021-05-19T22-16-54_vggsound_codebook`, all 398 keys of ckpt['state_dict']) and block 0 of a VGGSound

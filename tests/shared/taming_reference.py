@@ -1,10 +1,12 @@
-"""An independent model of the official SpecVQGAN codebook (`v-iashin/SpecVQGAN`: `specvqgan/models/vqgan.py`,
-`specvqgan/modules/diffusionmodules/model.py`, `specvqgan/modules/vqvae/quantize.py`), written from those
-files' structure with their key names (checked against the released checkpoint's key list,
-data/specvqgan_vqgan_state_dict_keys.txt).
+"""An independent model of taming-transformers' VQModel (`CompVis/taming-transformers`: `taming/models/vqgan.py`,
+`taming/modules/diffusionmodules/model.py`, `taming/modules/vqvae/quantize.py`), which the official SpecVQGAN
+codebook copies (`v-iashin/SpecVQGAN`, `specvqgan/models/vqgan.py`), written from those files' structure with
+their key names (checked against the released SpecVQGAN checkpoint's key list,
+tests/projects/specvqgan/data/specvqgan_vqgan_state_dict_keys.txt).
 
-It exists only to test that `convert.load_official` maps an official checkpoint onto our diffusers-based
-model with identical outputs; it is not used by the library.
+It exists only to test that the taming-checkpoint converters (`shared.vq.taming`, SpecVQGAN's
+`convert.load_official`, WavBriVL's `load_taming_vqgan`) map an official checkpoint onto our diffusers-based
+models with identical outputs; it is not used by the library.
 """
 
 from __future__ import annotations
@@ -160,10 +162,12 @@ class Quantize(nn.Module):
 
 
 class OfficialVQModel(nn.Module):
-    def __init__(self, n_embed, embed_dim, ch, ch_mult, num_res_blocks, z_channels, attn_levels):
+    def __init__(
+        self, n_embed, embed_dim, ch, ch_mult, num_res_blocks, z_channels, attn_levels, image_channels=1
+    ):
         super().__init__()
-        self.encoder = Encoder(ch, ch_mult, num_res_blocks, attn_levels, z_channels)
-        self.decoder = Decoder(ch, ch_mult, num_res_blocks, attn_levels, z_channels)
+        self.encoder = Encoder(ch, ch_mult, num_res_blocks, attn_levels, z_channels, image_channels)
+        self.decoder = Decoder(ch, ch_mult, num_res_blocks, attn_levels, z_channels, image_channels)
         self.quantize = Quantize(n_embed, embed_dim)
         self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)

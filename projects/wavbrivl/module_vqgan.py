@@ -1,0 +1,107 @@
+"""The toy image VQGAN stage: a small taming-layout VQGAN (`models.vqgan.vqgan_model`) trained on video frames,
+the stand-in for taming's `vqgan_imagenet_f16_16384` that WavBriVL generates with (arXiv:2303.04585, sec. 5).
+
+loss = |x - x_rec| (taming's pixel term, `taming/modules/losses/vqperceptual.py`) + the codebook loss
+(codebook + 0.25 x commitment, diffusers' quantiser, taming's `VectorQuantizer2`), on images in [-1, 1] as
+taming's VQModel takes them; Adam with taming's betas (0.5, 0.9).
+
+What we leave out, and why: taming adds an LPIPS perceptual term (it needs VGG-16 weights that cannot be
+fetched here) and a patch-GAN loss (its ImageNet config starts the discriminator after 250,001 steps, far
+beyond a toy run of a few hundred). Without them the toy reconstructions are blurrier than a VQGAN's; the
+generation loop only needs a decoder whose codes span the toy frames' colours and shapes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import VQModel
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from projects.wavbrivl.models.vqgan import load_taming_vqgan, vqgan_model
+from shared.runs import UserError, run_checkpoint
+
+SIZES = (
+    "channels",
+    "layers_per_block",
+    "attention_levels",
+    "latent_channels",
+    "n_codes",
+    "code_dim",
+    "norm_groups",
+)
+
+
+class ImageVQGANTraining(LightningModule):
+    """Batch key used: `image` [B, 3, H, W] float in [0, 1] (H and W multiples of the downsampling factor)."""
+
+    def __init__(
+        self,
+        channels: tuple[int, ...] = (32, 64, 64, 128),
+        layers_per_block: int = 1,
+        attention_levels: tuple[int, ...] = (),
+        latent_channels: int = 64,
+        n_codes: int = 256,
+        code_dim: int = 64,
+        norm_groups: int = 8,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.5, 0.9),
+        n_examples: int = 4,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.vqgan = vqgan_model(**{name: self.hparams[name] for name in SIZES})
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.vqgan.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+
+    def losses(self, image: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        x = image * 2 - 1
+        out = self.vqgan(x)
+        rec = F.l1_loss(out.sample, x)
+        codebook = out.commit_loss.mean()
+        return {"loss": rec + codebook, "rec_loss": rec, "codebook_loss": codebook}, out.sample
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses, _ = self.losses(batch["image"])
+        self.log("train/loss", losses["loss"].detach(), prog_bar=True)
+        self.log("train/rec_loss", losses["rec_loss"].detach())
+        return losses["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        losses, reconstruction = self.losses(batch["image"])
+        size = len(batch["image"])
+        self.log_dict({f"val/{name}": value for name, value in losses.items()}, batch_size=size)
+        if batch_idx == 0:
+            self._log_examples(batch["image"], reconstruction)
+
+    def _log_examples(self, image: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        """The first frames above their reconstructions, as one TensorBoard image per validation."""
+        n = self.hparams.n_examples
+        logger = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if logger is None or n == 0 or self.trainer.sanity_checking:
+            return
+        rows = torch.cat([image[:n], ((reconstruction[:n] + 1) / 2).clamp(0, 1)], dim=-2)
+        logger.experiment.add_images("val/reconstructions", rows.float().cpu(), self.global_step)
+
+
+def load_vqgan(path: str | Path) -> VQModel:
+    """A VQGAN in eval mode from a toy VQGAN run folder or checkpoint (this stage's), or an official
+    taming-transformers checkpoint (`vqgan_imagenet_f16_16384`'s `last.ckpt`)."""
+    path = Path(path)
+    ckpt_path = run_checkpoint(path) if path.is_dir() else path
+    if not ckpt_path.is_file():
+        raise UserError(f"{ckpt_path}: no such file")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if all(name in hparams for name in SIZES):
+        model = vqgan_model(**{name: hparams[name] for name in SIZES})
+        prefix = "vqgan."
+        model.load_state_dict(
+            {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        )
+        return model.requires_grad_(False).eval()
+    return load_taming_vqgan(ckpt_path).requires_grad_(False)
