@@ -109,10 +109,13 @@ def test_the_lightning_commands_reach_the_lightning_cli_with_their_name(monkeypa
 # --- projects that are not there (yet) --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["pipeline", "generate"])
 @pytest.mark.parametrize(
-    ("project", "start"),
-    [("wavbrivl", "project 'wavbrivl' has no `avgen {command}` yet"), ("nope", "no project 'nope'")],
+    ("command", "project", "start"),
+    [
+        ("generate", "wavbrivl", "project 'wavbrivl' has no `avgen {command}` yet"),
+        ("pipeline", "nope", "no project 'nope'"),
+        ("generate", "nope", "no project 'nope'"),
+    ],
 )
 def test_a_project_without_the_command_gets_one_line_listing_those_with_it(command, project, start):
     done = avgen(command, "--project", project, timeout=60)
