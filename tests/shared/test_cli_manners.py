@@ -112,7 +112,6 @@ def test_the_lightning_commands_reach_the_lightning_cli_with_their_name(monkeypa
 @pytest.mark.parametrize(
     ("command", "project", "start"),
     [
-        ("generate", "wavbrivl", "project 'wavbrivl' has no `avgen {command}` yet"),
         ("pipeline", "nope", "no project 'nope'"),
         ("generate", "nope", "no project 'nope'"),
     ],
