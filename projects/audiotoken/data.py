@@ -46,13 +46,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from shared.data import DatasetIndex, FeatureCache, VGGSoundIndex, WaveFeature
+from shared.data.cached_clips import CachedClips
 from shared.data.indexes import AUDIO_SUFFIXES
 from shared.data.loaders import EpochIndexSampler, SplitLoaders, split_records, train_loader
 from shared.data.records import ClipRecord
 from shared.encoders.official import load_pickle
 from shared.files import atomic_path
 from shared.media import MediaError, open_media
-from shared.prepare import feature_cache, prepare_dataset
+from shared.prepare import prepare_dataset
 from shared.runs import UserError
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ class WindowFrameDataset(Dataset):
         return item
 
 
-class AudioTokenVGGSoundDataModule(SplitLoaders, LightningDataModule):
+class AudioTokenVGGSoundDataModule(CachedClips, SplitLoaders, LightningDataModule):
     """VGGSound (or the toy set in its layout) as AudioToken trains and evaluates on it (module docstring).
 
     Batch keys: `wave` [B, L x 16000] float32, the window of the clip tiled to 10 s, at 16 kHz (80,000 samples
@@ -331,14 +332,6 @@ class AudioTokenVGGSoundDataModule(SplitLoaders, LightningDataModule):
         self._datasets: dict[str, WindowFrameDataset] = {}
 
     @property
-    def n_classes(self) -> int:
-        return len(self.dataset.labels)
-
-    @property
-    def report_path(self) -> Path:
-        return self.cache_dir / f"{self.dataset.name}_skipped.tsv"
-
-    @property
     def features(self) -> dict[str, object]:
         wave = (
             SeparateAudioWave(SAMPLE_RATE, self.dataset.root / self.audio_dir)
@@ -346,9 +339,6 @@ class AudioTokenVGGSoundDataModule(SplitLoaders, LightningDataModule):
             else WaveFeature(SAMPLE_RATE, duration=None, loop=False)
         )
         return {"wave": wave, "video_frames": VideoFrameCount()}
-
-    def cache(self, name: str) -> FeatureCache:
-        return feature_cache(self.cache_dir, self.dataset, name, self.features[name])
 
     def video_id(self, record: ClipRecord) -> str:
         """What the official filter lists name: a VGGSound clip's YouTube id, else the clip id."""

@@ -18,7 +18,8 @@ from shared.prepare import feature_cache, prepare_dataset
 
 class CachedClips:
     """Mixin for a DataModule with `dataset` (a `DatasetIndex`), `cache_dir` (Path), `wave` and `clip` (cache
-    features) and `prepare_workers`."""
+    features) and `prepare_workers`; a DataModule with other cache features overrides `features` (and
+    `prepare_data`)."""
 
     @property
     def n_classes(self) -> int:
