@@ -12,6 +12,11 @@ What the paper says and how it is done here:
 * Frames are decoded once, at `frame_fps` frames per second, and cached per clip as uint8 [N, 3, S, S]
   (`FrameFeature`); a training item reads only its one frame from the cached array (memory-mapped).
   `frame_index` is the frame's position in that array (its time is frame_index / frame_fps).
+* `frames: salient` (a choice of ours, not the paper's; default `all`) draws the frame among the clip's
+  salient frames instead of all of them: those whose mean absolute difference from the clip's per-pixel
+  median frame is at least half the largest (evaluation: the most salient frame). The toy clips show their
+  class only for 0.3 s after each sound event, so most of their frames are empty background that no image
+  tower can tell apart; real VGGSound frames nearly always show their scene, and the paper draws uniformly.
 * Training randomness: the frame of clip i in epoch e comes from a generator seeded by (seed, e, i); the
   training sampler hands the dataset (epoch, index) keys (`shared.data.loaders.EpochIndexSampler`), and its
   position and epoch are in every checkpoint, so a resumed run draws the frames the uninterrupted run would
@@ -148,10 +153,25 @@ class SelectedClips(DatasetIndex):
         return f"SelectedClips({self.index!r}, classes={self.classes}, train_subset={self.train_subset})"
 
 
+FRAME_CHOICES = ("all", "salient")
+
+
+def check_frame_choice(frames: str) -> None:
+    if frames not in FRAME_CHOICES:
+        raise ValueError(f"frames={frames!r}: expected one of {FRAME_CHOICES}")
+
+
+def salience(frames: np.ndarray) -> np.ndarray:
+    """[N] mean absolute difference of each frame of uint8 [N, 3, S, S] from the clip's per-pixel median frame."""
+    pixels = frames.reshape(frames.shape[0], -1).astype(np.float32)
+    return np.abs(pixels - np.median(pixels, axis=0)).mean(axis=1)
+
+
 class ClipFrameDataset(Dataset):
     """Cached clips -> {"wave": [T], "lengths", "image": [3, S, S] float in [0, 1], "label", "label_text",
     "clip_id", "frame_index"}. Training keys are (epoch, index) pairs (a random frame from a generator
-    seeded by (seed, epoch, index)); evaluation keys are indices (the middle frame)."""
+    seeded by (seed, epoch, index)); evaluation keys are indices (the middle frame). `frames`: "all" or
+    "salient" (module docstring)."""
 
     def __init__(
         self,
@@ -161,18 +181,28 @@ class ClipFrameDataset(Dataset):
         samples: int,
         training: bool,
         seed: int = 0,
+        frames: str = "all",
     ):
+        check_frame_choice(frames)
         self.records, self.wave_cache, self.frame_cache = records, wave_cache, frame_cache
-        self.samples, self.training, self.seed = samples, training, seed
+        self.samples, self.training, self.seed, self.frames = samples, training, seed, frames
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def frame_choice(self, n_frames: int, key: int | tuple[int, int]) -> int:
-        if not self.training:
-            return n_frames // 2
+    def frame_choice(self, frames: np.ndarray, key: int | tuple[int, int]) -> int:
+        """The index of the item's frame among `frames` uint8 [N, 3, S, S]."""
+        if self.frames == "salient":
+            score = salience(frames)
+            candidates = np.flatnonzero(score >= score.max() / 2)
+            if not self.training:
+                return int(score.argmax())
+        else:
+            candidates = np.arange(frames.shape[0])
+            if not self.training:
+                return frames.shape[0] // 2
         epoch, index = key
-        return int(np.random.default_rng([self.seed, epoch, index]).integers(n_frames))
+        return int(candidates[np.random.default_rng([self.seed, epoch, index]).integers(len(candidates))])
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index = key[1] if self.training else key
@@ -184,7 +214,7 @@ class ClipFrameDataset(Dataset):
                 f"{record.path}: cached frames {frames.shape} / wave {wave.shape} are not [N, 3, S, S] / "
                 f"[samples] (caches {self.frame_cache.dir}, {self.wave_cache.dir})"
             )
-        frame = self.frame_choice(frames.shape[0], key)
+        frame = self.frame_choice(frames, key)
         length = min(wave.size, self.samples)
         padded = np.zeros(self.samples, np.float32)
         padded[:length] = wave[:length]
@@ -204,7 +234,8 @@ class WavBriVLDataModule(SplitLoaders, LightningDataModule):
 
     Batch keys: `wave` [B, T] float32, the clip's mono audio at 16 kHz cut or zero-padded at the end to
     T = round(audio_seconds x 16000); `lengths` [B] int64, its valid samples; `image` [B, 3, S, S] float32
-    in [0, 1], one frame (random in training, the middle one in evaluation), S = `image_size`; `label` [B]
+    in [0, 1], one frame (random in training, the middle one in evaluation; `frames: salient`: among the
+    salient frames, the most salient in evaluation), S = `image_size`; `label` [B]
     int64 (index in the sorted labels of the selected classes); `label_text`, `clip_id`: lists of B str;
     `frame_index` [B] int64, the frame's position among the clip's frames at `frame_fps`. Splits train,
     valid, test (a dataset without test, as VAS: valid). `classes`: names of the classes to keep (None:
@@ -218,6 +249,7 @@ class WavBriVLDataModule(SplitLoaders, LightningDataModule):
         audio_seconds: float = 10.0,
         image_size: int = 224,
         frame_fps: float = 1.0,
+        frames: str = "all",
         classes: list[str] | None = None,
         train_subset: int | None = None,
         subset_seed: int = 0,
@@ -236,6 +268,8 @@ class WavBriVLDataModule(SplitLoaders, LightningDataModule):
         self.image_size = int(image_size)
         self.wave = WaveFeature(SAMPLE_RATE, duration=None, loop=False)
         self.frames = FrameFeature(frame_fps, image_size)
+        check_frame_choice(frames)
+        self.frame_choice = frames
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.prepare_workers = num_workers, prepare_workers
         self.shuffle, self.seed, self.predict_split = shuffle, seed, predict_split
@@ -272,7 +306,7 @@ class WavBriVLDataModule(SplitLoaders, LightningDataModule):
                     f"{self.dataset}: no prepared clips in split {split!r} (see {self.report_path})"
                 )
             self._datasets[split] = ClipFrameDataset(
-                records, waves, frames, self.samples, training=split == "train", seed=self.seed
+                records, waves, frames, self.samples, split == "train", self.seed, self.frame_choice
             )
         return self._datasets[split]
 
