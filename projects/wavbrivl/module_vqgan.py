@@ -1,9 +1,12 @@
 """The toy image VQGAN stage: a small taming-layout VQGAN (`models.vqgan.vqgan_model`) trained on video frames,
 the stand-in for taming's `vqgan_imagenet_f16_16384` that WavBriVL generates with (arXiv:2303.04585, sec. 5).
 
-loss = |x - x_rec| (taming's pixel term, `taming/modules/losses/vqperceptual.py`) + the codebook loss
-(codebook + 0.25 x commitment, diffusers' quantiser, taming's `VectorQuantizer2`), on images in [-1, 1] as
-taming's VQModel takes them; Adam with taming's betas (0.5, 0.9).
+loss = |x - x_rec| (taming's pixel term, `taming/modules/losses/vqperceptual.py`) + the quantiser's loss
+mean((z - sg(z_q))^2) + 0.25 mean((sg(z) - z_q)^2), on images in [-1, 1] as taming's VQModel takes them;
+Adam with taming's betas (0.5, 0.9). The quantiser's loss is taming's `VectorQuantizer2` with its default
+legacy=True (`taming/modules/vqvae/quantize.py`), which `vqgan_imagenet_f16_16384` was trained with and
+diffusers' `VectorQuantizer` keeps: the commitment term (pulling the encoder to its codes) has weight 1 and
+the codebook term 0.25, the reverse of the VQ-VAE paper's beta.
 
 What we leave out, and why: taming adds an LPIPS perceptual term (it needs VGG-16 weights that cannot be
 fetched here) and a patch-GAN loss (its ImageNet config starts the discriminator after 250,001 steps, far
@@ -13,6 +16,7 @@ generation loop only needs a decoder whose codes span the toy frames' colours an
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -95,7 +99,12 @@ def load_vqgan(path: str | Path) -> VQModel:
     ckpt_path = run_checkpoint(path) if path.is_dir() else path
     if not ckpt_path.is_file():
         raise UserError(f"{ckpt_path}: no such file")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise UserError(
+            f"{ckpt_path}: not a readable torch checkpoint ({str(error).splitlines()[0]})"
+        ) from error
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     if all(name in hparams for name in SIZES):
         model = vqgan_model(**{name: hparams[name] for name in SIZES})
