@@ -3,6 +3,7 @@ preparation pool that starts only when it pays."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -125,6 +126,50 @@ def test_a_project_without_the_command_gets_one_line_listing_those_with_it(comma
     assert with_it, "no project has the command: the listing below would prove nothing"
     assert line.startswith(f"avgen: error: {start.format(command=command)}")
     assert line.endswith(f"projects that have it: {', '.join(with_it)}")
+
+
+@pytest.fixture
+def fake_projects(tmp_path, monkeypatch) -> None:
+    """A `projects` package in place of the real one, found as `shared.discovery` finds it (the imported
+    package's search path): `finished` has both commands, `trainer_only` a pipeline, `half_done` neither, and
+    `notes` has a pipeline.py but no __init__.py (not a project)."""
+    root = tmp_path / "projects"
+    layout = {
+        "finished": ["__init__.py", "pipeline.py", "generate.py"],
+        "trainer_only": ["__init__.py", "pipeline.py"],
+        "half_done": ["__init__.py"],
+        "notes": ["pipeline.py"],
+    }
+    for project, files in layout.items():
+        (root / project).mkdir(parents=True)
+        for name in files:
+            (root / project / name).write_text("raise AssertionError('a project module was imported')\n")
+    (root / "__init__.py").write_text("")
+    spec = importlib.util.spec_from_file_location(
+        "projects", root / "__init__.py", submodule_search_locations=[str(root)]
+    )
+    monkeypatch.setitem(sys.modules, "projects", importlib.util.module_from_spec(spec))
+    monkeypatch.delenv("AVGEN_DEBUG", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("command", "project", "line"),
+    [
+        ("pipeline", "half_done",
+         "project 'half_done' has no `avgen pipeline` yet; projects that have it: finished, trainer_only"),
+        ("generate", "trainer_only",
+         "project 'trainer_only' has no `avgen generate` yet; projects that have it: finished"),
+        ("generate", "half_done", "project 'half_done' has no `avgen generate` yet; projects that have it: finished"),
+        ("pipeline", "notes", "no project 'notes' (for `avgen pipeline`); projects that have it: finished, trainer_only"),
+    ],
+)  # fmt: skip
+def test_a_project_that_has_not_the_command_yet_is_told_so_in_one_line(
+    fake_projects, capsys, command, project, line
+):
+    with pytest.raises(SystemExit) as exit_info:
+        commands.main([command, "--project", project])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"avgen: error: {line}\n"
 
 
 # --- user errors: one line, status 2; bugs and --debug: the traceback ---------------------------------------
