@@ -12,6 +12,11 @@ What we leave out, and why: taming adds an LPIPS perceptual term (it needs VGG-1
 fetched here) and a patch-GAN loss (its ImageNet config starts the discriminator after 250,001 steps, far
 beyond a toy run of a few hundred). Without them the toy reconstructions are blurrier than a VQGAN's; the
 generation loop only needs a decoder whose codes span the toy frames' colours and shapes.
+
+`pixel_loss: mse` (toy only; default `l1`, taming's) trades the L1 term for a squared error: on the toy frames,
+mostly a uniform background around one coloured shape, L1's gradient pulls every pixel towards its median,
+the background, and a toy VQGAN trained with it kept drawing background where the shapes are for the first
+few hundred steps; the squared error pulls towards the mean, which has the shape's colour from the start.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ SIZES = (
     "norm_groups",
 )
 
+PIXEL_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+
 
 class ImageVQGANTraining(LightningModule):
     """Batch key used: `image` [B, 3, H, W] float in [0, 1] (H and W multiples of the downsampling factor)."""
@@ -54,8 +61,11 @@ class ImageVQGANTraining(LightningModule):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.5, 0.9),
         n_examples: int = 4,
+        pixel_loss: str = "l1",
     ):
         super().__init__()
+        if pixel_loss not in PIXEL_LOSSES:
+            raise ValueError(f"pixel_loss={pixel_loss!r}: expected one of {sorted(PIXEL_LOSSES)}")
         self.save_hyperparameters()
         self.vqgan = vqgan_model(**{name: self.hparams[name] for name in SIZES})
 
@@ -65,7 +75,7 @@ class ImageVQGANTraining(LightningModule):
     def losses(self, image: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         x = image * 2 - 1
         out = self.vqgan(x)
-        rec = F.l1_loss(out.sample, x)
+        rec = PIXEL_LOSSES[self.hparams.pixel_loss](out.sample, x)
         codebook = out.commit_loss.mean()
         return {"loss": rec + codebook, "rec_loss": rec, "codebook_loss": codebook}, out.sample
 

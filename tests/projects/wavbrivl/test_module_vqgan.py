@@ -64,8 +64,9 @@ def latents_of(vqgan: VQModel) -> list[torch.Tensor]:
     return seen
 
 
-def test_the_loss_is_the_pixel_l1_plus_commitment_plus_a_quarter_of_the_codebook_term():
-    module = tiny_module()
+@pytest.mark.parametrize("pixel_loss", ["l1", "mse"])
+def test_the_loss_is_the_pixel_term_plus_commitment_plus_a_quarter_of_the_codebook_term(pixel_loss):
+    module = tiny_module(pixel_loss=pixel_loss)
     image = toy_images()
     x = image * 2 - 1  # taming's VQModel works on [-1, 1]
     with torch.no_grad():
@@ -74,7 +75,7 @@ def test_the_loss_is_the_pixel_l1_plus_commitment_plus_a_quarter_of_the_codebook
         _, z_q = nearest_codes(module.vqgan, z)
         decoded = module.vqgan.decoder(module.vqgan.post_quant_conv(z_q))
     torch.testing.assert_close(reconstruction, decoded)
-    pixel = (decoded - x).abs().mean()
+    pixel = (decoded - x).abs().mean() if pixel_loss == "l1" else ((decoded - x) ** 2).mean()
     distance = ((z_q - z) ** 2).mean()  # the commitment and codebook terms have this value; 1 + 0.25 in all
     assert distance > 1e-3  # the quantiser's term is not negligible at init: it would show if it were dropped
     torch.testing.assert_close(losses["rec_loss"], pixel)
