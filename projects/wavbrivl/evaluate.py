@@ -11,16 +11,27 @@ Wav2CLIP, the mel statistics) and, where the embedding lives in the image tower'
   with chance levels and intervals (`shared.metrics.retrieval.CrossModalMRR`).
 
 `format_rows` writes one table row per evaluated embedding, and a chance row.
+
+Generation (sec. 5; the paper judges it by eye): `evaluate_generation` generates one image from the audio of
+each of the first `per_class` test clips of every class (`projects.wavbrivl.generation.generate_image`, the
+image tower as perceptor) and reports how the image tower's similarity between image and audio embedding
+moved over the iterations (first iteration -> best), the agreement of the image tower's class head on the
+generated image with the clip's class (chance 1 / classes; the head sits on the perceptor's own embedding,
+so this measures whether the optimisation reached the class region of the space it optimised in, not an
+independent judge's view) and the seconds per image.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
+from projects.wavbrivl.generation import GenerationSettings, generate_image
 from projects.wavbrivl.probes import (
     Embedded,
     EmbedFn,
@@ -29,7 +40,7 @@ from projects.wavbrivl.probes import (
     cross_validate,
     embed_batch,
 )
-from shared.metrics.bootstrap import BOOTSTRAP, Bootstrap, format_interval
+from shared.metrics.bootstrap import BOOTSTRAP, Bootstrap, bootstrap_interval, format_interval, mean_statistic
 from shared.metrics.retrieval import CrossModalMRR
 
 PROBES = (ProbeSettings(kind="linear"), ProbeSettings(kind="mlp"))
@@ -142,3 +153,80 @@ def format_rows(results: dict[str, EvaluationResult]) -> str:
     ]
     lines.append("| " + " | ".join(["chance", *chance]) + " |")
     return "\n".join(lines)
+
+
+@dataclass
+class GenerationEvaluation:
+    """Per generated image: its clip, the clip's class, the class the image tower's head gives the image, the
+    similarity curve; and the seconds per image."""
+
+    clip_ids: list[str]
+    labels: torch.Tensor  # [N]
+    predicted: torch.Tensor  # [N]
+    curves: list[list[float]]
+    seconds_per_image: float
+    n_classes: int
+
+    def _mean(self, values: torch.Tensor, bootstrap: Bootstrap | None) -> str:
+        values = values.double()
+        if bootstrap is None:
+            return f"{values.mean():.3f}"
+        n = len(values)
+        low, high = bootstrap_interval(mean_statistic(values, torch.arange(n), n), n, bootstrap)
+        return format_interval(float(values.mean()), low, high)
+
+    def lines(self, bootstrap: Bootstrap | None = BOOTSTRAP) -> list[str]:
+        first = torch.tensor([curve[0] for curve in self.curves])
+        best = torch.tensor([max(curve) for curve in self.curves])
+        agree = (self.predicted == self.labels).double()
+        n = len(self.curves)
+        return [
+            f"similarity image/audio, first iteration {self._mean(first, bootstrap)} -> best "
+            f"{self._mean(best, bootstrap)} (higher in {int((best > first).sum())} of {n} images)",
+            f"class agreement of the generated image {self._mean(agree, bootstrap)} "
+            f"(chance {1 / self.n_classes:.3f})",
+            f"{self.seconds_per_image:.1f} s per image ({len(self.curves[0])} iterations)",
+        ]
+
+
+@torch.no_grad()
+def _target(audio_tower: EmbedFn, batch: dict, row: int) -> torch.Tensor:
+    length = int(batch["lengths"][row])
+    return audio_tower(batch["wave"][row : row + 1, :length])[0]
+
+
+def evaluate_generation(
+    audio_tower: EmbedFn,
+    image_tower: nn.Module,
+    vqgan: nn.Module,
+    datamodule,
+    settings: GenerationSettings,
+    per_class: int = 2,
+    seed: int = 0,
+) -> GenerationEvaluation:
+    """One image for each of the first `per_class` test clips of every class (module docstring). The
+    image tower needs a class head (`classify`); image i's optimisation is seeded by (seed, i)."""
+    datamodule.setup("test")
+    taken: dict[int, int] = {}
+    ids, labels, predicted, curves = [], [], [], []
+    start = time.perf_counter()
+    for batch in datamodule.test_dataloader():
+        for row, label in enumerate(batch["label"].tolist()):
+            if taken.get(label, 0) == per_class:
+                continue
+            taken[label] = taken.get(label, 0) + 1
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + len(ids))
+            image, curve = generate_image(
+                vqgan, image_tower, _target(audio_tower, batch, row), settings, generator
+            )
+            with torch.no_grad():
+                predicted.append(int(image_tower.classify(image[None]).argmax()))
+            ids.append(batch["clip_id"][row])
+            labels.append(label)
+            curves.append(curve)
+    if not ids:
+        raise RuntimeError(f"{datamodule.dataset}: no test clips to generate from")
+    seconds = (time.perf_counter() - start) / len(ids)
+    return GenerationEvaluation(
+        ids, torch.tensor(labels), torch.tensor(predicted), curves, seconds, datamodule.n_classes
+    )

@@ -105,7 +105,11 @@ def generate(args: argparse.Namespace) -> list[Path]:
     with torch.no_grad():
         target = audio_tower(wave[None].to(args.device))[0]
     settings = GenerationSettings(
-        steps=args.steps, cutouts=args.cutouts, size=args.size or vqgan_frame_size(vqgan_path)
+        steps=args.steps,
+        cutouts=args.cutouts,
+        size=args.size or vqgan_frame_size(vqgan_path),
+        patience=args.patience,
+        threshold=args.threshold,
     )
     generator = torch.Generator().manual_seed(args.seed)
     image, curve = generate_image(vqgan, perceptor, target, settings, generator)
@@ -130,6 +134,8 @@ def main(argv: list[str]) -> list[Path]:
     parser.add_argument("--image-tower", dest="image_tower", help="default: the run's image tower")
     parser.add_argument("--steps", type=int, default=GenerationSettings.steps)
     parser.add_argument("--cutouts", type=int, default=GenerationSettings.cutouts)
+    parser.add_argument("--patience", type=int, help="stop after this many steps without a better similarity")
+    parser.add_argument("--threshold", type=float, help="stop when the similarity reaches this")
     parser.add_argument("--size", type=int, help="image side (default: see above)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")

@@ -22,9 +22,11 @@ forward (the script's perceptor also sees one batch; the un-augmented image ride
 similarity curve at no extra forward); augmentations are torchvision's `transforms.v2` instead of kornia
 (kornia is not a dependency), applied per cutout because a v2 transform draws one set of parameters per call
 (kornia draws one per sample), and without the hue jitter (torchvision's hue adjustment writes into views
-in place, which autograd refuses; brightness, contrast and saturation jitter stay); the loop stops early when the similarity has not improved for `patience`
+in place, which autograd refuses; brightness, contrast and saturation jitter stay); the loop can stop early when the similarity has not improved for `patience`
 steps or passes `threshold` (the paper ranks images of "the 100th epoch"; at 30+ perceptor forwards a step,
-steps are the cost), and the image returned is the one of the best similarity seen.
+steps are the cost; both off by default: the similarity often dips for the first steps, as Adam's first
+moves from the random codes overshoot, and a patience shorter than the dip stops at the start), and the
+image returned is the one of the best similarity seen.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class GenerationSettings:
     cut_pow: float = 1.0
     augmentations: bool = True
     noise: float = 0.1  # per-cutout noise scale drawn from U(0, noise)
-    patience: int | None = 30  # stop when the similarity has not improved for this many steps
+    patience: int | None = None  # stop when the similarity has not improved for this many steps
     threshold: float | None = None  # stop when the similarity reaches this
     size: int = 256  # image side, rounded down to a multiple of the VQGAN's downsampling factor
 

@@ -15,22 +15,27 @@ The summary evaluates, on the toy VGGSound test split (`projects.wavbrivl.evalua
 with one protocol: the two trained towers, the same tower with random weights (what training added) and the
 per-band mel statistics (what the spectral envelope alone gives): the linear and MLP probes' accuracy (Table 1,
 trained on the train split) and the retrieval MRR audio->image and image->audio against the frozen image
-tower's embedding of each clip's middle frame, instance and class level (Table 2), with 95 % bootstrap
+tower's embedding of each clip's frame, instance and class level (Table 2), with 95 % bootstrap
 intervals over clips and the chance levels. The mel statistics live outside the image space, so they have no
-MRR.
+MRR. Then generation (sec. 5) from the audio of three test clips per class with the MoCo tower, the toy VQGAN
+and the toy image tower as perceptor (`projects.wavbrivl.evaluate.evaluate_generation`): the similarity's
+rise over the iterations, the image tower's class agreement with the clip against chance, seconds per image.
 """
 
 from __future__ import annotations
 
 import torch
 
-from projects.wavbrivl.evaluate import EvaluationResult, evaluate_embedding, format_rows
+from projects.wavbrivl.evaluate import EvaluationResult, evaluate_embedding, evaluate_generation, format_rows
+from projects.wavbrivl.generation import GenerationSettings
 from projects.wavbrivl.models.audio_tower import WavLMAudioTower
 from shared.encoders.mel_summary import MelStatisticsEmbedding
 from shared.pipeline import Stage, StageResult
 
 # the seed of the random-init tower's weights (the "untrained" row)
 RANDOM_TOWER_SEED = 0
+# the toy generation: 64x64 images (the toy VQGAN's frames), 16 cutouts, 60 iterations
+TOY_GENERATION = GenerationSettings(steps=60, cutouts=16, size=64)
 
 
 def _image_tower(results: dict[str, StageResult]) -> list[str]:
@@ -54,15 +59,18 @@ def random_init_tower(trained: WavLMAudioTower, seed: int = RANDOM_TOWER_SEED) -
     return tower.requires_grad_(False).eval()
 
 
-def evaluate_rows(results: dict[str, StageResult]) -> dict[str, EvaluationResult]:
-    """Table 1/2 rows on the toy test split: both trained towers, a random-init tower, the mel statistics."""
+def evaluate_rows(
+    results: dict[str, StageResult], random_seed: int = RANDOM_TOWER_SEED
+) -> dict[str, EvaluationResult]:
+    """Table 1/2 rows on the toy test split: both trained towers, a random-init tower (its weights drawn
+    from `random_seed`), the mel statistics."""
     moco, infonce = results["audio_tower"].model, results["audio_tower_infonce"].model
     image_tower = moco.image_tower.eval()
     datamodule = results["audio_tower"].datamodule
     towers = {
         "WavBriVL (MoCo)": moco.audio_tower.eval(),
         "WavBriVL (InfoNCE)": infonce.audio_tower.eval(),
-        "random-init audio tower": random_init_tower(moco.audio_tower),
+        "random-init audio tower": random_init_tower(moco.audio_tower, random_seed),
     }
     rows = {name: evaluate_embedding(tower, datamodule, image_tower) for name, tower in towers.items()}
     rows["mel statistics"] = evaluate_embedding(MelStatisticsEmbedding().eval(), datamodule)
@@ -86,10 +94,27 @@ def summarize(results: dict[str, StageResult]) -> str:
             f"(chance {values.get('val/class_r1_chance', nan):.3f})"
         )
     lines += [
-        f"  toy VQGAN reconstruction L1 (valid, [-1, 1]) {metric('vqgan').metrics.get('val/rec_loss', nan):.4f}",
+        f"  toy VQGAN pixel loss (valid, [-1, 1])      {metric('vqgan').metrics.get('val/rec_loss', nan):.4f}",
         "",
         "  toy VGGSound test split: probes trained on the train split (accuracy), retrieval MRR against the",
-        "  frozen image tower's middle frame; 95 % bootstrap intervals over clips",
+        "  frozen image tower's evaluation frame; 95 % bootstrap intervals over clips",
         format_rows(evaluate_rows(results)),
+        "",
+        "  generation from the audio of 3 test clips per class (MoCo tower, toy VQGAN, the toy image tower as",
+        "  perceptor and as class judge; 95 % bootstrap intervals over images):",
+        *(f"  {line}" for line in generation(results).lines()),
     ]
     return "\n".join(lines)
+
+
+def generation(results: dict[str, StageResult]):
+    moco = results["audio_tower"].model
+    vqgan = results["vqgan"].model.vqgan
+    return evaluate_generation(
+        moco.audio_tower.eval(),
+        moco.image_tower,
+        vqgan,
+        results["audio_tower"].datamodule,
+        TOY_GENERATION,
+        per_class=3,
+    )
