@@ -10,9 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from projects.wavbrivl.evaluate import evaluate_embedding, format_rows
+from projects.wavbrivl.evaluate import (
+    GenerationEvaluation,
+    evaluate_embedding,
+    evaluate_generation,
+    format_rows,
+)
+from projects.wavbrivl.generation import GenerationSettings
 from projects.wavbrivl.probes import ProbeSettings
 from shared.metrics.bootstrap import Bootstrap
+from tests.projects.wavbrivl.test_generation import TinyTower, real_image, tiny_vqgan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -160,3 +167,58 @@ def test_toy_vggsound_datamodule_end_to_end(toy_root, tmp_path):
     for name in ("mrr_a2i", "mrr_i2a", "mrr_a2i_class", "mrr_i2a_class"):
         assert result.retrieval[f"{name}_lo"] <= result.retrieval[name] <= result.retrieval[f"{name}_hi"]
     assert "| random |" in format_rows({"random": result})
+
+
+class ClassTower(TinyTower):
+    """The generation tests' stand-in image tower with a class head: class c is the nearest of the embeddings
+    of `class_image(c)`."""
+
+    def __init__(self):
+        super().__init__()
+        with torch.no_grad():
+            self.class_targets = self(torch.stack([class_image(c) for c in range(3)]))
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        return self(images) @ self.class_targets.T
+
+
+def class_image(label: int) -> torch.Tensor:
+    """Class c's picture: the generation tests' toy frame with its colour channels rolled by c."""
+    return real_image().roll(label, dims=0)
+
+
+def test_generation_from_the_first_clips_of_each_class():
+    data, tower = StandInData(n_test=12), ClassTower()
+
+    def audio_to_class_target(wav: torch.Tensor) -> torch.Tensor:
+        """A trained audio tower by construction: the clip's tone picks its class picture's embedding."""
+        return tower.class_targets[tone_energies(wav).argmax(dim=1)]
+
+    settings = GenerationSettings(steps=25, size=32, cutouts=8)
+    result = evaluate_generation(audio_to_class_target, tower, tiny_vqgan(), data, settings, per_class=2)
+    # test clips are labelled i % 3: the first two of each class are clips 0-5
+    assert result.clip_ids == [f"test{i}" for i in range(6)]
+    assert result.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    assert [len(curve) for curve in result.curves] == [25] * 6
+    # each target is reachable (an image the VQGAN can approach): the similarity rises, and the class head
+    # reads the clip's class off most generated images
+    assert all(max(curve) > curve[0] for curve in result.curves), result.curves
+    assert (result.predicted == result.labels).sum() >= 4, result.predicted
+    assert result.seconds_per_image > 0
+
+
+def test_generation_summary_counts_agreement_and_rises():
+    result = GenerationEvaluation(
+        ["a", "b", "c", "d"],
+        torch.tensor([0, 1, 2, 3]),
+        torch.tensor([0, 1, 0, 3]),
+        [[0.1, 0.5], [0.2, 0.1], [0.0, 0.3], [0.4, 0.4]],
+        seconds_per_image=2.5,
+        n_classes=4,
+    )
+    similarity, agreement, speed = result.lines(bootstrap=None)
+    assert (
+        similarity == "similarity image/audio, first iteration 0.175 -> best 0.350 (higher in 2 of 4 images)"
+    )
+    assert agreement == "class agreement of the generated image 0.750 (chance 0.250)"
+    assert speed == "2.5 s per image (2 iterations)"
