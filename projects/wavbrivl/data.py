@@ -13,8 +13,9 @@ What the paper says and how it is done here:
   (`FrameFeature`); a training item reads only its one frame from the cached array (memory-mapped).
   `frame_index` is the frame's position in that array (its time is frame_index / frame_fps).
 * `frames: salient` (a choice of ours, not the paper's; default `all`) draws the frame among the clip's
-  salient frames instead of all of them: those whose mean absolute difference from the clip's per-pixel
-  median frame is at least half the largest (evaluation: the most salient frame). The toy clips show their
+  salient frames instead of all of them: a frame's salience is the standard deviation of its pixel values
+  (its contrast), and the salient frames are those at least half-way from the clip's least to its most
+  salient frame (evaluation: the most salient frame). The toy clips show their
   class only for 0.3 s after each sound event, so most of their frames are empty background that no image
   tower can tell apart; real VGGSound frames nearly always show their scene, and the paper draws uniformly.
 * Training randomness: the frame of clip i in epoch e comes from a generator seeded by (seed, e, i); the
@@ -162,9 +163,10 @@ def check_frame_choice(frames: str) -> None:
 
 
 def salience(frames: np.ndarray) -> np.ndarray:
-    """[N] mean absolute difference of each frame of uint8 [N, 3, S, S] from the clip's per-pixel median frame."""
-    pixels = frames.reshape(frames.shape[0], -1).astype(np.float32)
-    return np.abs(pixels - np.median(pixels, axis=0)).mean(axis=1)
+    """[N] the standard deviation of each frame's pixel values, uint8 [N, 3, S, S] -> [N]. (A frame's difference
+    from the clip's median frame would not do: where the shape is on screen in most frames, the median shows
+    it and the empty frames stand out.)"""
+    return frames.reshape(frames.shape[0], -1).astype(np.float32).std(axis=1)
 
 
 class ClipFrameDataset(Dataset):
@@ -194,7 +196,7 @@ class ClipFrameDataset(Dataset):
         """The index of the item's frame among `frames` uint8 [N, 3, S, S]."""
         if self.frames == "salient":
             score = salience(frames)
-            candidates = np.flatnonzero(score >= score.max() / 2)
+            candidates = np.flatnonzero(score >= (score.min() + score.max()) / 2)
             if not self.training:
                 return int(score.argmax())
         else:

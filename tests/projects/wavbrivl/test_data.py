@@ -18,7 +18,7 @@ from projects.wavbrivl.data import (
     subset_records,
 )
 from shared.audio import load_audio
-from shared.data import VEGASIndex, VGGSoundIndex
+from shared.data import VEGASIndex, VGGSoundIndex, toy
 from shared.runs import UserError
 
 FPS, SIZE = 5.0, 32
@@ -188,3 +188,30 @@ def test_bad_clips_are_skipped_and_reported(toy_root, tmp_path):
     assert all("video_99999" in row["path"] and row["reason"] for row in rows)
     train = {r.clip_id for r in data.split("train").records}
     assert "red_circle/video_99999" not in train and len(train) == 36
+
+
+def shape_visible(onsets: list[float], frame: int, fps: float) -> bool:
+    """Whether the toy clip's shape is on screen in the frame shown at frame / fps s (`shared.data.toy`: it
+    appears on the first 25-fps video frame at or after each onset and fades out over FADE_SECONDS)."""
+    video_frame = int(np.floor(round(frame / fps * toy.FPS, 6)))
+    return any(0 <= video_frame - first < toy.FADE_SECONDS * toy.FPS for first in toy.event_frames(onsets))
+
+
+def test_salient_frames_show_the_toy_clips_shape(toy_root, cache_dir):
+    with open(toy_root / "events.csv", newline="") as f:
+        onsets = {row["clip_id"]: [float(o) for o in row["onsets"].split()] for row in csv.DictReader(f)}
+    data = vggsound(toy_root, cache_dir, frames="salient")
+    evaluation = data.split("valid")
+    visible = [shape_visible(onsets[item["clip_id"]], item["frame_index"], FPS) for item in evaluation]
+    assert all(visible)
+    # the middle frame, the default, often shows only the background
+    middle = [shape_visible(onsets[r.clip_id], 5, FPS) for r in evaluation.records]
+    assert not all(middle)
+    draws = [
+        shape_visible(onsets[clip_id], frame, FPS)
+        for batch in data.train_dataloader()
+        for clip_id, frame in zip(batch["clip_id"], batch["frame_index"].tolist(), strict=True)
+    ]
+    assert all(draws) and len(draws) > len(data.split("train")) // 2  # every full batch of an epoch
+    with pytest.raises(ValueError, match="frames='best'"):
+        vggsound(toy_root, cache_dir, frames="best")
