@@ -44,6 +44,7 @@ from shared.metrics.bootstrap import BOOTSTRAP, Bootstrap, bootstrap_interval, f
 from shared.metrics.retrieval import CrossModalMRR
 
 PROBES = (ProbeSettings(kind="linear"), ProbeSettings(kind="mlp"))
+METRIC_NAMES = {"acc": "acc", "map": "mAP"}  # a probe's metric as a column header names it
 MRR_COLUMNS = {
     "mrr_a2i": "MRR A->I",
     "mrr_i2a": "MRR I->A",
@@ -135,21 +136,24 @@ def _mrr_cell(retrieval: dict[str, float], name: str) -> str:
     return f"{retrieval[name]:.4f}"
 
 
-def format_rows(results: dict[str, EvaluationResult]) -> str:
-    """A markdown table: one row per embedding (probe accuracies, MRR both ways and levels), then chance."""
-    kinds = list(dict.fromkeys(kind for r in results.values() for kind in r.probes))
-    header = ["embedding", *(f"{kind} acc" for kind in kinds), *MRR_COLUMNS.values()]
+def format_rows(results: dict[str, EvaluationResult], retrieval: bool = True) -> str:
+    """A markdown table: one row per embedding (each probe's accuracy or mAP and, with `retrieval`, MRR both
+    ways and levels), then chance."""
+    metric_of = {kind: r.probes[kind].metric for r in results.values() for kind in r.probes}
+    kinds = list(metric_of)
+    mrr_columns = MRR_COLUMNS if retrieval else {}
+    header = ["embedding", *(f"{k} {METRIC_NAMES[m]}" for k, m in metric_of.items()), *mrr_columns.values()]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, result in results.items():
         cells = [result.probes[k].formatted() if k in result.probes else "-" for k in kinds]
-        cells += [_mrr_cell(result.retrieval, m) for m in MRR_COLUMNS]
+        cells += [_mrr_cell(result.retrieval, m) for m in mrr_columns]
         lines.append("| " + " | ".join([name, *cells]) + " |")
     chance = [
         next((f"{r.probes[k].chance:.4f}" for r in results.values() if k in r.probes), "-") for k in kinds
     ]
     chance += [
         next((f"{r.retrieval[f'{m}_chance']:.4f}" for r in results.values() if r.retrieval), "-")
-        for m in MRR_COLUMNS
+        for m in mrr_columns
     ]
     lines.append("| " + " | ".join(["chance", *chance]) + " |")
     return "\n".join(lines)

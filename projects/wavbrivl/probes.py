@@ -111,7 +111,8 @@ def train_probe(x: torch.Tensor, labels: torch.Tensor, n_classes: int, settings:
     """Train a probe on embeddings x [N, E] with class ids [N]; seeded, leaving the global RNG untouched, and
     with gradients on even where the caller embeds under `torch.no_grad()`."""
     x = x.float().detach()
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+    cuda = [x.device] if x.device.type == "cuda" else []  # mini-batch orders are drawn on x's device
+    with torch.random.fork_rng(devices=cuda), torch.enable_grad():
         torch.manual_seed(settings.seed)
         probe = Probe(x.mean(0), x.std(0), n_classes, settings).to(x.device)
         optimiser = torch.optim.Adam(probe.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -182,7 +183,7 @@ def cross_validate(
         probe = train_probe(data.x[~test], data.labels[~test], n_classes, settings)
         with torch.no_grad():
             logits = probe(data.x[test].to(probe.mean.device)).cpu()
-        targets = data.labels[test]
+        targets = data.labels[test].cpu()
         if metric == "acc":
             fold_hits = logits.argmax(1) == targets
             per_fold[fold] = fold_hits.double().mean().item()
@@ -215,6 +216,8 @@ def probe_embedding(
     device: str | torch.device = "cpu",
     bootstrap: Bootstrap | None = BOOTSTRAP,
 ) -> dict[str, ProbeResult]:
-    """One row of Table 1: embed every clip once, then cross-validate each probe kind -> {kind: result}."""
+    """One row of Table 1: embed every clip once, then cross-validate each probe kind -> {kind: result}.
+    The embedding and the probes' training run on `device`."""
     data = embed_clips(embed, batches, device)
+    data = Embedded(data.x.to(device), data.labels.to(device), data.folds, data.clip_ids)
     return {s.kind: cross_validate(data, n_classes, s, test_folds, metric, bootstrap) for s in settings}
