@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import torch
 from lightning.pytorch import LightningModule
-from torch import nn
-from torchmetrics import CatMetric
 
-from shared.contrastive import SymmetricInfoNCE, class_retrieval, retrieval_recall
+from shared.contrastive import SymmetricInfoNCE
 from shared.encoders.clip_image_text import load_clip_image_text
 from shared.encoders.wav2clip import ProjectionMLP, Wav2CLIP
 from shared.metrics import StageMeans
+from shared.retrieval_validation import RetrievalValidation
 
 
-class Wav2CLIPTraining(LightningModule):
+class Wav2CLIPTraining(RetrievalValidation, LightningModule):
     """Batch keys used: `wave` [B, T] float32 at 16 kHz, `clip_feats` [B, F, D] per-frame CLIP embeddings
     (D = the model's `embed_dim`) or, with `image_encoder_root`, `image` [B, 3, H, W] in [-1, 1], `label` [B]
     int64 if present (evaluation only). The frozen image encoder's weights stay out of the checkpoints."""
@@ -72,13 +71,7 @@ class Wav2CLIPTraining(LightningModule):
         self.loss_audio_space = SymmetricInfoNCE(temperature)
         self.loss_clip_space = SymmetricInfoNCE(temperature)
         self.eval_means = StageMeans(["loss"])
-        self.embeddings = nn.ModuleDict(
-            {
-                f"{stage}_{kind}": CatMetric()
-                for stage in ("val", "test")
-                for kind in ("audio", "image", "label")
-            }
-        )
+        self.init_retrieval()
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(the cross-projection loss, Wav2CLIP's output [B, D], the CLIP means [B, D])."""
@@ -124,36 +117,7 @@ class Wav2CLIPTraining(LightningModule):
     def _evaluate(self, batch: dict, stage: str) -> None:
         loss, audio, image = self.loss(batch)
         self.eval_means.log(self, stage, {"loss": loss}, len(audio))
-        self.embeddings[f"{stage}_audio"].update(audio)
-        self.embeddings[f"{stage}_image"].update(image)
-        if "label" in batch:
-            self.embeddings[f"{stage}_label"].update(batch["label"])
-
-    def _log_retrieval(self, stage: str) -> None:
-        audio, image, label = (self.embeddings[f"{stage}_{kind}"] for kind in ("audio", "image", "label"))
-        if not audio.update_called:
-            return
-        audio_all, image_all = audio.compute(), image.compute()
-        self.log(f"{stage}/r1", retrieval_recall(audio_all, image_all, k=1), prog_bar=stage == "val")
-        self.log(f"{stage}/r1_chance", 1.0 / len(audio_all))
-        if label.update_called:
-            class_r1, chance = class_retrieval(audio_all, image_all, label.compute().long())
-            self.log(f"{stage}/class_r1", class_r1)
-            self.log(f"{stage}/class_r1_chance", chance.float())
-        for metric in (audio, image, label):
-            metric.reset()
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_retrieval("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_retrieval("test")
+        self.update_retrieval(stage, audio, image, batch.get("label"))
 
     def configure_optimizers(self):
         trained = [p for p in self.parameters() if p.requires_grad]  # not the frozen image encoder

@@ -45,9 +45,9 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import Dataset
 
 from shared.data import DatasetIndex, FeatureCache, WaveFeature
-from shared.data.loaders import EpochIndexSampler, SplitLoaders, split_records, train_loader
+from shared.data.cached_clips import CachedClips
+from shared.data.loaders import EpochIndexSampler, SplitLoaders, train_loader
 from shared.data.records import ClipRecord
-from shared.prepare import feature_cache, prepare_dataset
 from shared.runs import UserError
 from shared.video.io import load_video
 
@@ -231,7 +231,7 @@ class ClipFrameDataset(Dataset):
         }
 
 
-class WavBriVLDataModule(SplitLoaders, LightningDataModule):
+class WavBriVLDataModule(CachedClips, SplitLoaders, LightningDataModule):
     """Clips of a dataset as WavBriVL trains and evaluates on them (module docstring).
 
     Batch keys: `wave` [B, T] float32, the clip's mono audio at 16 kHz cut or zero-padded at the end to
@@ -269,7 +269,7 @@ class WavBriVLDataModule(SplitLoaders, LightningDataModule):
         self.samples = round(audio_seconds * SAMPLE_RATE)
         self.image_size = int(image_size)
         self.wave = WaveFeature(SAMPLE_RATE, duration=None, loop=False)
-        self.frames = FrameFeature(frame_fps, image_size)
+        self.clip = FrameFeature(frame_fps, image_size)  # the per-frame cache feature (`CachedClips`)
         check_frame_choice(frames)
         self.frame_choice = frames
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -281,32 +281,9 @@ class WavBriVLDataModule(SplitLoaders, LightningDataModule):
     def labels(self) -> list[str]:
         return self.dataset.labels
 
-    @property
-    def n_classes(self) -> int:
-        return len(self.labels)
-
-    @property
-    def report_path(self) -> Path:
-        return self.cache_dir / f"{self.dataset.name}_skipped.tsv"
-
-    @property
-    def features(self) -> dict[str, object]:
-        return {"wave": self.wave, self.frames.name: self.frames}
-
-    def cache(self, name: str) -> FeatureCache:
-        return feature_cache(self.cache_dir, self.dataset, name, self.features[name])
-
-    def prepare_data(self) -> None:
-        prepare_dataset(self.dataset, self.features, self.cache_dir, self.prepare_workers)
-
     def split(self, split: str) -> ClipFrameDataset:
         if split not in self._datasets:
-            waves, frames = self.cache("wave"), self.cache(self.frames.name)
-            records = split_records(self.dataset, split, waves, frames)
-            if not records:
-                raise RuntimeError(
-                    f"{self.dataset}: no prepared clips in split {split!r} (see {self.report_path})"
-                )
+            records, waves, frames = self.prepared_split(split)
             self._datasets[split] = ClipFrameDataset(
                 records, waves, frames, self.samples, split == "train", self.seed, self.frame_choice
             )

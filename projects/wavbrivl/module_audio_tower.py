@@ -35,12 +35,13 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
-from torchmetrics import CatMetric
 
+from projects.wavbrivl.data import FrameFeature
 from projects.wavbrivl.models.audio_tower import CHECKPOINT_KEY, WavLMAudioTower
-from shared.contrastive import MoCoCrossModal, SymmetricInfoNCE, class_retrieval, retrieval_recall
+from shared.contrastive import MoCoCrossModal, SymmetricInfoNCE
 from shared.data.cache import FeatureCache
 from shared.metrics import StageMeans
+from shared.retrieval_validation import RetrievalValidation
 
 LOSSES = ("moco", "infonce")
 
@@ -76,7 +77,7 @@ def build_image_tower(
     return load_image_tower(image_tower)
 
 
-class WavBriVLTraining(LightningModule):
+class WavBriVLTraining(RetrievalValidation, LightningModule):
     """Batch keys used: `wave` [B, T] float32 at 16 kHz, `lengths` [B] valid samples, `image` [B, 3, H, W] in
     [0, 1], `clip_id` list of B str and `frame_index` [B] (the frame cache's key), `label` [B] (evaluation)."""
 
@@ -117,13 +118,7 @@ class WavBriVLTraining(LightningModule):
             self.loss_fn = SymmetricInfoNCE(temperature, learnable=True)
         self._frame_cache: FeatureCache | None = None
         self.eval_means = StageMeans(["loss"])
-        self.embeddings = nn.ModuleDict(
-            {
-                f"{stage}_{kind}": CatMetric()
-                for stage in ("val", "test")
-                for kind in ("audio", "image", "label")
-            }
-        )
+        self.init_retrieval()
 
     @property
     def image_tower(self) -> nn.Module:
@@ -143,11 +138,11 @@ class WavBriVLTraining(LightningModule):
         or a DataModule that describes its frames)."""
         if self._frame_cache is None and self.hparams.frame_cache_dir is not None:
             datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-            if datamodule is None or not hasattr(datamodule, "frames"):
+            if not isinstance(getattr(datamodule, "clip", None), FrameFeature):
                 return None
             params = {
                 "image_tower": self.image_tower_hash,
-                "frames": datamodule.frames.params(),
+                "frames": datamodule.clip.params(),
                 **datamodule.dataset.identity(),
             }
             root = Path(self.hparams.frame_cache_dir) / datamodule.dataset.name
@@ -206,34 +201,7 @@ class WavBriVLTraining(LightningModule):
     def _evaluate(self, batch: dict, stage: str) -> None:
         terms, audio, images = self.losses(batch, enqueue=False)
         self.eval_means.log(self, stage, {"loss": terms["loss"]}, len(audio))
-        self.embeddings[f"{stage}_audio"].update(audio)
-        self.embeddings[f"{stage}_image"].update(images)
-        self.embeddings[f"{stage}_label"].update(batch["label"])
-
-    def _log_retrieval(self, stage: str) -> None:
-        audio, image, label = (self.embeddings[f"{stage}_{kind}"] for kind in ("audio", "image", "label"))
-        if not audio.update_called:
-            return
-        audio_all, image_all = audio.compute(), image.compute()
-        self.log(f"{stage}/r1", retrieval_recall(audio_all, image_all, k=1), prog_bar=stage == "val")
-        self.log(f"{stage}/r1_chance", 1.0 / len(audio_all))
-        class_r1, chance = class_retrieval(audio_all, image_all, label.compute().long())
-        self.log(f"{stage}/class_r1", class_r1)
-        self.log(f"{stage}/class_r1_chance", chance.float())
-        for metric in (audio, image, label):
-            metric.reset()
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_retrieval("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_retrieval("test")
+        self.update_retrieval(stage, audio, images, batch["label"])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = self.audio_tower.settings()
