@@ -117,7 +117,7 @@ class WaveVQVAETraining(LightningModule):
 
     @torch.no_grad()
     def examples(self, batch: dict) -> Examples:
-        """The input clips and each level's reconstruction, as sound, for `shared.callbacks.MelExampleLogger`."""
+        """The input clips and each level's reconstruction, as sound, for `shared.callbacks.ExampleLogger`."""
         out = self.vqvae(batch["wave"])
         sounds = {"input": batch["wave"]} | {
             f"reconstruction_l{level}": wave for level, wave in enumerate(out.reconstructions)
