@@ -65,8 +65,12 @@ def _picture_front_end(sample_rate: int) -> MelFrontEnd:
 def sound_pictures(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Spectrogram pictures [N, 80, frames] in [0, 1] of sounds [N, samples] at any rate: SpecVQGAN's mel
     (`shared.audio.PRESETS["specvqgan"]`: 80 mels, hop 256, 0.8 + 0.2 log10 compression) at that rate, its
-    top band at the Nyquist frequency where that is below 7.6 kHz, so that all projects draw sound alike."""
-    return _picture_front_end(int(sample_rate))(waves.detach().float().cpu())
+    top band at the Nyquist frequency where that is below 7.6 kHz, so that all projects draw sound alike. A
+    sound shorter than half an FFT window is padded with silence to it (the STFT's reflect padding needs that)."""
+    front_end = _picture_front_end(int(sample_rate))
+    waves = waves.detach().float().cpu()
+    shortfall = front_end.config.n_fft // 2 + 1 - waves.shape[-1]
+    return front_end(torch.nn.functional.pad(waves, (0, shortfall)) if shortfall > 0 else waves)
 
 
 class ExampleLogger(Callback):

@@ -175,3 +175,9 @@ def test_sound_pictures_are_specvqgan_mels_at_the_sound_s_rate():
     assert pictures.min() >= 0 and pictures.max() <= 1
     loudest = pictures.mean(dim=-1).argmax(dim=-1)
     assert loudest[0] < loudest[1]
+
+
+def test_a_sound_shorter_than_half_an_fft_window_is_drawn_padded_with_silence():
+    short = torch.rand(2, 300) - 0.5
+    padded = torch.cat([short, torch.zeros(2, 513 - 300)], dim=-1)
+    torch.testing.assert_close(sound_pictures(short, 16000), sound_pictures(padded, 16000))
