@@ -9,19 +9,22 @@ from projects.gravo.module_prior import GravoPrior
 from shared.callbacks import sound_pictures
 from shared.callbacks.examples import GAP
 
-from .test_module_prior import PRIOR, batch, checkpoints, gravo_module  # noqa: F401 (a fixture)
+from . import test_module_prior
+from .test_module_prior import PRIOR, batch, gravo_module
+
+checkpoints = test_module_prior.checkpoints  # its fixture: a tiny frozen VQ-VAE in a checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
-def up_module(checkpoints) -> GravoPrior:
+def up_module(paths: dict[str, str]) -> GravoPrior:
     torch.manual_seed(3)
     prior = UpPrior(n_ctx=64, **PRIOR, cond_width=8, cond_depth=2, cond_dilation_cycle=None)
-    return GravoPrior(prior, vqvae_ckpt=checkpoints["vqvae_ckpt"], cfg_prob=0.0)
+    return GravoPrior(prior, vqvae_ckpt=paths["vqvae_ckpt"], cfg_prob=0.0)
 
 
 @pytest.mark.parametrize(("kind", "level"), [("low", 1), ("up", 0)])
-def test_a_prior_shows_its_sample_beside_the_reconstruction_and_the_real_window(checkpoints, kind, level):  # noqa: F811
+def test_a_prior_shows_its_sample_beside_the_reconstruction_and_the_real_window(checkpoints, kind, level):
     module = (gravo_module(checkpoints) if kind == "low" else up_module(checkpoints)).eval()
     data = batch()  # 3 windows of 512 samples: 16 Low codes, 64 Up codes
     examples = module.examples(data)
@@ -34,7 +37,7 @@ def test_a_prior_shows_its_sample_beside_the_reconstruction_and_the_real_window(
     expected = vqvae.decode(vqvae.encode(data["wave"])[level], level)
     torch.testing.assert_close(examples.sounds["reconstruction"], expected.clamp(-1, 1))
     torch.testing.assert_close(examples.sounds["generated"], again.sounds["generated"])  # a fixed seed
-    (name, picture), = examples.pictures.items()
+    ((name, picture),) = examples.pictures.items()
     frames = sound_pictures(data["wave"], 16_000).shape[-1]
     assert name == "generated_reconstruction_real" and picture.shape == (3, 80, 3 * frames + 2 * GAP)
     torch.testing.assert_close(picture[..., -frames:], sound_pictures(data["wave"], 16_000))
