@@ -3,10 +3,14 @@ tiny Stable Diffusion and BEATs of test_module."""
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from projects.audiotoken.models.pipeline import make_scheduler
 from projects.audiotoken.module_audiotoken import AudioTokenTraining
+from shared.callbacks import ExampleLogger
 from shared.callbacks.examples import GAP
+from tests.shared.test_examples import logged
 
 from . import test_module
 from .test_module import make_batch
@@ -33,3 +37,17 @@ def test_images_generated_from_the_audio_tokens_are_shown_beside_the_real_frames
     scheduler.set_timesteps(3)
     assert len(unet_calls) == len(scheduler.timesteps)
     torch.testing.assert_close(module.examples(batch).images["generated_real"], images)  # a fixed seed
+
+
+def test_a_validation_run_writes_them_to_tensorboard(sd_root, beats_ckpt, tmp_path):
+    trainer = Trainer(
+        accelerator="cpu", logger=TensorBoardLogger(tmp_path, name="", version=""), limit_val_batches=1,
+        callbacks=[ExampleLogger(n_examples=2)], enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.validate(
+        AudioTokenTraining(sd_root, beats_ckpt, example_steps=2), test_module.loader(make_batch(3))
+    )
+    events = logged(trainer)
+    assert set(events.Tags()["images"]) == {"examples/generated_real/0", "examples/generated_real/1"}
+    image = events.Images("examples/generated_real/1")[0]
+    assert (image.height, image.width) == (40, 64 + GAP + 64)

@@ -3,11 +3,15 @@ VQ-VAE and priors of test_module_prior."""
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader
 
 from projects.gravo.models.priors import UpPrior
 from projects.gravo.module_prior import GravoPrior
-from shared.callbacks import sound_pictures
+from shared.callbacks import ExampleLogger, sound_pictures
 from shared.callbacks.examples import GAP
+from tests.shared.test_examples import logged
 
 from . import test_module_prior
 from .test_module_prior import PRIOR, batch, gravo_module
@@ -41,3 +45,17 @@ def test_a_prior_shows_its_sample_beside_the_reconstruction_and_the_real_window(
     frames = sound_pictures(data["wave"], 16_000).shape[-1]
     assert name == "generated_reconstruction_real" and picture.shape == (3, 80, 3 * frames + 2 * GAP)
     torch.testing.assert_close(picture[..., -frames:], sound_pictures(data["wave"], 16_000))
+
+
+def test_a_validation_run_writes_them_to_tensorboard(checkpoints, tmp_path):
+    trainer = Trainer(
+        accelerator="cpu", logger=TensorBoardLogger(tmp_path, name="", version=""),
+        callbacks=[ExampleLogger(n_examples=2)], enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.validate(gravo_module(checkpoints), DataLoader([batch()], batch_size=None))
+    events = logged(trainer)
+    assert set(events.Tags()["images"]) == {f"examples/generated_reconstruction_real/{i}" for i in (0, 1)}
+    assert set(events.Tags()["audio"]) == {
+        f"audio/{kind}/{i}" for kind in ("generated", "reconstruction", "real") for i in (0, 1)
+    }
+    assert events.Audio("audio/generated/1")[0].sample_rate == 16_000
