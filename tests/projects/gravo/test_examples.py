@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from projects.gravo.models.priors import UpPrior
 from projects.gravo.module_prior import GravoPrior
+from projects.gravo.module_vqvae import WaveVQVAETraining, load_vqvae
 from shared.callbacks import ExampleLogger, sound_pictures
 from shared.callbacks.examples import GAP
 from tests.shared.test_examples import logged
@@ -59,3 +60,14 @@ def test_a_validation_run_writes_them_to_tensorboard(checkpoints, tmp_path):
         f"audio/{kind}/{i}" for kind in ("generated", "reconstruction", "real") for i in (0, 1)
     }
     assert events.Audio("audio/generated/1")[0].sample_rate == 16_000
+
+
+def test_the_vqvae_shows_the_input_beside_each_level_s_reconstruction(checkpoints):
+    vqvae = load_vqvae(checkpoints["vqvae_ckpt"])
+    wave = batch()["wave"]
+    examples = WaveVQVAETraining(vqvae).eval().examples({"wave": wave})
+    assert set(examples.sounds) == {"input", "reconstruction_l0", "reconstruction_l1"}
+    for level, reconstruction in enumerate(vqvae(wave).reconstructions):
+        torch.testing.assert_close(examples.sounds[f"reconstruction_l{level}"], reconstruction.clamp(-1, 1))
+    frames = sound_pictures(wave, 16_000).shape[-1]
+    assert examples.pictures["input_reconstructions"].shape == (3, 80, 3 * frames + 2 * GAP)
