@@ -7,7 +7,7 @@ what it gathered over the whole split, e.g. retrieval from it), on rank 0 only a
 `examples(batch)` returns either
 
 - `{name: mel [N, F, T]}` with mels on its front end's compressed [0, 1] scale: each is written as a picture
-  and, through Griffin-Lim on the callback's mel `preset`, as sound (SpecVQGAN's codebook and sampler); or
+  and, through Griffin-Lim on the callback's mel `preset`, as sound (SpecVQGAN's stages); or
 - `Examples(pictures, sounds, sample_rate, images)` that the module made itself, written as they are:
   spectrogram pictures (TiVA's generated mels beside the real ones, GRAVO's generated sound beside the real
   one), sounds made with the module's own decoder or vocoder, and RGB images (AudioToken's and WavBriVL's
