@@ -5,7 +5,9 @@ training in `shared.wav2clip_training`, WavBriVL's audio tower in `projects.wavb
 each validation or test batch adds its audio embeddings, image embeddings and labels to per-stage `CatMetric`s
 (gathered across processes), and the epoch's end logs audio -> image recall@1 of the clip's own image
 (`<stage>/r1`, chance 1 / N) and, where the batches have labels, of an image of the same class
-(`<stage>/class_r1`, with its chance level).
+(`<stage>/class_r1`, with its chance level). Where the batches also give each item's `index` in the split's
+dataset, the gathered split (embeddings, labels, indices) is kept in `retrieval_split[stage]` until the next
+epoch's end, so that a module can show what its audio retrieves (WavBriVL's `examples`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torchmetrics import CatMetric
 from shared.contrastive import class_retrieval, retrieval_recall
 
 STAGES = ("val", "test")
-KINDS = ("audio", "image", "label")
+KINDS = ("audio", "image", "label", "index")
 
 
 class RetrievalValidation:
@@ -28,27 +30,41 @@ class RetrievalValidation:
         self.embeddings = nn.ModuleDict(
             {f"{stage}_{kind}": CatMetric() for stage in STAGES for kind in KINDS}
         )
+        self.retrieval_split: dict[str, dict[str, torch.Tensor]] = {}
 
     def update_retrieval(
-        self, stage: str, audio: torch.Tensor, image: torch.Tensor, label: torch.Tensor | None
+        self,
+        stage: str,
+        audio: torch.Tensor,
+        image: torch.Tensor,
+        label: torch.Tensor | None,
+        index: torch.Tensor | None = None,
     ) -> None:
         self.embeddings[f"{stage}_audio"].update(audio)
         self.embeddings[f"{stage}_image"].update(image)
         if label is not None:
             self.embeddings[f"{stage}_label"].update(label)
+        if index is not None:
+            self.embeddings[f"{stage}_index"].update(index)
 
     def _log_retrieval(self, stage: str) -> None:
-        audio, image, label = (self.embeddings[f"{stage}_{kind}"] for kind in KINDS)
-        if not audio.update_called:
+        metrics = {kind: self.embeddings[f"{stage}_{kind}"] for kind in KINDS}
+        if not metrics["audio"].update_called:
             return
-        audio_all, image_all = audio.compute(), image.compute()
+        split = {kind: metric.compute() for kind, metric in metrics.items() if metric.update_called}
+        audio_all, image_all = split["audio"], split["image"]
         self.log(f"{stage}/r1", retrieval_recall(audio_all, image_all, k=1), prog_bar=stage == "val")
         self.log(f"{stage}/r1_chance", 1.0 / len(audio_all))
-        if label.update_called:
-            class_r1, chance = class_retrieval(audio_all, image_all, label.compute().long())
+        if "label" in split:
+            class_r1, chance = class_retrieval(audio_all, image_all, split["label"].long())
             self.log(f"{stage}/class_r1", class_r1)
             self.log(f"{stage}/class_r1_chance", chance.float())
-        for metric in (audio, image, label):
+        if "index" in split:  # CatMetric keeps floats; labels and indices are whole numbers
+            self.retrieval_split[stage] = {
+                kind: values.long() if kind in ("label", "index") else values
+                for kind, values in split.items()
+            }
+        for metric in metrics.values():
             metric.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -50,6 +50,11 @@ seeded by `val_seed` and the batch index, so checkpoints compare on equal terms;
 `val/token_norm` (mean L2 norm, beside `val/vocab_norm`, the mean norm of the vocabulary's input embeddings),
 `val/token_label_cos` (cosine to l̄) and `val/token_pairwise_cos` (mean cosine between the tokens of different
 clips: 1 means the Embedder ignores the audio). Image metrics are computed after training, not here.
+
+TensorBoard (`shared.callbacks.ExampleLogger` in the configs): at validation, `examples` generates an image from
+the audio token of a few validation clips (the official sampling, `inference_pipeline`, with `example_steps`
+denoising steps instead of 50 so that validation stays cheap, at the frames' size, a fixed seed) and shows each
+beside the clip's real frame.
 """
 
 from __future__ import annotations
@@ -68,8 +73,9 @@ from lightning.pytorch import LightningModule
 from projects.audiotoken.convert import embedder_from_state_dict
 from projects.audiotoken.models.embedder import Embedder
 from projects.audiotoken.models.injection import PLACEHOLDER, TokenInjector, add_placeholder, prompt_ids
-from projects.audiotoken.models.pipeline import AudioTokenPipeline
+from projects.audiotoken.models.pipeline import AudioTokenPipeline, SamplingSettings
 from projects.audiotoken.models.stable_diffusion import StableDiffusionParts, load_stable_diffusion
+from shared.callbacks import Examples, side_by_side
 from shared.data.cache import FeatureCache
 from shared.encoders.beats import FILE_IN_RUN, load_beats
 from shared.metrics import StageMeans
@@ -142,6 +148,7 @@ class AudioTokenTraining(LightningModule):
         cache_dir: str | None = None,
         cached: Sequence[str] = CACHEABLE,
         val_seed: int = 0,
+        example_steps: int = 10,
     ):
         super().__init__()
         if label_source not in LABEL_SOURCES:
@@ -360,6 +367,16 @@ class AudioTokenTraining(LightningModule):
         Stable Diffusion, as `projects.audiotoken.models.pipeline.AudioTokenPipeline`."""
         frozen = self.frozen
         return AudioTokenPipeline(frozen.beats, copy.deepcopy(self.embedder), frozen.sd)
+
+    @torch.no_grad()
+    def examples(self, batch: dict) -> Examples:
+        """Per clip, the image generated from its audio token (`SamplingSettings` with `example_steps` steps, the
+        frame's size, seed 0 for the batch) beside its real frame, RGB in [0, 1]."""
+        real = (batch["image"].float() + 1) / 2
+        height, width = real.shape[-2:]
+        settings = SamplingSettings(steps=self.hparams.example_steps, height=height, width=width)
+        generated = self.inference_pipeline().generate(batch["wave"], settings, output_type="pt")
+        return Examples(images={"generated_real": side_by_side(generated.to(real), real)})
 
 
 def load_embedder(checkpoint: str | Path) -> Embedder:

@@ -34,6 +34,12 @@ validation, on the conditional branch (no condition dropped), `val/loss`, `val/c
 the best checkpoint by it), the auxiliary losses and, with a Wav2CLIP, `val/tcs`: 100 cos(w, mean of the
 frames the prior is conditioned on), Table 2's tCS (with Im2Wav's prior: the CLIP frames themselves).
 
+TensorBoard (`shared.callbacks.ExampleLogger` in the configs): at validation, `examples` samples a few validation
+windows with the prior (Low: its codes with Im2Wav's guidance 3, decoded by the VQ-VAE's level-1 decoder, as
+Jukebox-style models are monitored before an upsampler exists; Up: its codes given the real window's Low codes,
+decoded at level 0 as generation does) and shows them beside the VQ-VAE's reconstruction of the real window at
+that level (what the prior's codes can sound like at best) and the real window, as sound and spectrograms.
+
 Batch keys used: `wave` [B, T] float32 at 16 kHz (T a multiple of 32), `clip_feats` [B, F, 512] (the window's
 L2-normalised per-frame CLIP embeddings), `offset` [B] and `total_length` [B] in samples (Low's time signal).
 """
@@ -48,9 +54,12 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from projects.gravo.models.conditioning import SAMPLE_RATE
 from projects.gravo.models.gravo import GravoLossWeights, auxiliary_losses, target_clip_score
+from projects.gravo.models.pipeline import SamplingSettings
 from projects.gravo.models.priors import LowPrior, UpPrior
 from projects.gravo.module_vqvae import load_vqvae
+from shared.callbacks import Examples, side_by_side, sound_pictures
 from shared.encoders.wav2clip import load_wav2clip
 from shared.metrics import StageMeans
 
@@ -171,3 +180,33 @@ class GravoPrior(LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "test")
+
+    # --- examples ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def examples(self, batch: dict) -> Examples:
+        """Per window: the sound this prior samples (Im2Wav's sampling settings, a fixed seed), the VQ-VAE's
+        reconstruction of the real window at the prior's level, and the real window (module docstring)."""
+        wave, clip = batch["wave"], batch["clip_feats"]
+        codes_up, codes_low = self.encode(wave)
+        settings, generator = SamplingSettings(), torch.Generator(wave.device).manual_seed(0)
+        if self.is_low:
+            level, real_codes = 1, codes_low
+            codes = self.prior.sample(
+                clip,
+                settings.tokens,
+                guidance_scale=settings.guidance_scale,
+                generators=generator,
+                offset=batch["offset"],
+                total_length=batch["total_length"],
+            )
+        else:
+            level, real_codes = 0, codes_up
+            codes = self.prior.sample(codes_low, clip, settings.tokens, generators=generator)
+        vqvae = self.frozen_model("vqvae", wave.device)
+        sounds = {
+            "generated": vqvae.decode(codes, level).clamp(-1, 1),
+            "reconstruction": vqvae.decode(real_codes, level).clamp(-1, 1),
+            "real": wave,
+        }
+        pictures = side_by_side(*(sound_pictures(sound, SAMPLE_RATE) for sound in sounds.values()))
+        return Examples({"generated_reconstruction_real": pictures}, sounds, SAMPLE_RATE)

@@ -18,7 +18,7 @@ from torch import nn
 
 from projects.gravo.models import WaveVQVAE
 from projects.gravo.models.waveform_losses import WaveformReconstructionLoss
-from shared.callbacks.examples import Examples
+from shared.callbacks import Examples, side_by_side, sound_pictures
 from shared.metrics import StageMeans
 from shared.runs import UserError
 from shared.vq import CodebookUsage
@@ -117,12 +117,14 @@ class WaveVQVAETraining(LightningModule):
 
     @torch.no_grad()
     def examples(self, batch: dict) -> Examples:
-        """The input clips and each level's reconstruction, as sound, for `shared.callbacks.MelExampleLogger`."""
+        """The input clips and each level's reconstruction, as sound and as spectrograms side by side (input,
+        level 0, level 1), for `shared.callbacks.ExampleLogger`."""
         out = self.vqvae(batch["wave"])
         sounds = {"input": batch["wave"]} | {
-            f"reconstruction_l{level}": wave for level, wave in enumerate(out.reconstructions)
+            f"reconstruction_l{level}": wave.clamp(-1, 1) for level, wave in enumerate(out.reconstructions)
         }
-        return Examples(pictures={}, sounds=sounds, sample_rate=SAMPLE_RATE)
+        pictures = side_by_side(*(sound_pictures(wave, SAMPLE_RATE) for wave in sounds.values()))
+        return Examples({"input_reconstructions": pictures}, sounds, SAMPLE_RATE)
 
 
 def load_vqvae(ckpt_path: str | Path) -> WaveVQVAE:

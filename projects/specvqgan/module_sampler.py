@@ -17,12 +17,15 @@ Table 3 comparison). `predict` writes the sampled mels of each clip (`mel_sample
 Each comes with a 95 % bootstrap interval over the clips (`<name>_lo_<kind>`, `<name>_hi_<kind>`;
 `shared.metrics.bootstrap`): `bootstrap_resamples` resamples, 0 for none. FID's interval costs O(N D^2 + D^3)
 per resample: with the paper's 2048-d features of 145K samples, run it on a GPU or lower `bootstrap_resamples`.
+
+TensorBoard (`shared.callbacks.ExampleLogger` in the configs): at validation, the real and one sampled mel of a
+few validation clips, as pictures and as Griffin-Lim sound (`examples`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 import torch.nn.functional as F
@@ -162,17 +165,29 @@ class SpecVQGANTransformer(LightningModule):
     def on_test_start(self) -> None:
         self._start_metrics()
 
-    def sample_mels(self, batch: dict) -> Iterator[tuple[list[str], torch.Tensor]]:
-        """The batch's `sampling.samples_per_clip` samples per clip, chunk by chunk (`CodeSampling.chunk_size`
-        items per sampler call): yields (clip id of each item, mels [n, 1, F, T] in [0, 1], not clamped).
-        Item i of clip c is drawn from the stream of key "c/i", so it does not depend on the batch."""
-        ids, n = list(batch["clip_id"]), self.sampling.samples_per_clip
+    def sample_mels(
+        self, batch: dict, sampling: CodeSampling | None = None
+    ) -> Iterator[tuple[list[str], torch.Tensor]]:
+        """The batch's `sampling.samples_per_clip` samples per clip (`sampling`: this module's by default),
+        chunk by chunk (`CodeSampling.chunk_size` items per sampler call): yields (clip id of each item, mels
+        [n, 1, F, T] in [0, 1], not clamped). Item i of clip c is drawn from the stream of key "c/i", so it
+        does not depend on the batch."""
+        sampling = sampling or self.sampling
+        ids, n = list(batch["clip_id"]), sampling.samples_per_clip
         feats, labels = self.observed_condition(batch)  # feats None for "No Feats": drawn per item
         item_ids = [clip for clip in ids for _ in range(n)]
         keys = [f"{clip}/{i}" for clip in ids for i in range(n)]
         rows = [row for row in range(len(ids)) for _ in range(n)]
-        for items, codes in self.sampler.sample_items(feats, labels, keys, self.sampling, rows=rows):
+        for items, codes in self.sampler.sample_items(feats, labels, keys, sampling, rows=rows):
             yield item_ids[items], self.sampler.decode(codes)
+
+    def examples(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Mels in [0, 1], [N, F, T], for `shared.callbacks.ExampleLogger` (which draws them and makes their
+        sound with Griffin-Lim): each clip's real mel and one sample of this module's `sampling` (sample 0 of
+        `sample_mels`, the same sample at every validation)."""
+        one = replace(self.sampling, samples_per_clip=1)
+        generated = torch.cat([mels for _, mels in self.sample_mels(batch, one)])
+        return {"real": batch["mel"][:, 0], "generated": generated[:, 0].clamp(0, 1)}
 
     def _evaluate(self, batch: dict, stage: str) -> None:
         self.eval_means.log(self, stage, {"loss": self._loss(batch)}, len(batch["mel"]))

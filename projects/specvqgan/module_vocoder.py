@@ -158,7 +158,7 @@ class MelGANVocoder(LightningModule):
         return {"clip_id": batch["clip_id"], "wave": self.vocode(self.mel(batch["wave"]))}
 
     def examples(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Mels in [0, 1], [N, F, T], for `shared.callbacks.MelExampleLogger`: input and vocoded."""
+        """Mels in [0, 1], [N, F, T], for `shared.callbacks.ExampleLogger`: input and vocoded."""
         mel = self.mel(batch["wave"])
         return {"input": mel, "vocoded": self.mel(self.vocode(mel))}
 

@@ -60,7 +60,8 @@ def _visual(features: str, root: str, dataset: str) -> dict:
 
 
 def base() -> dict:
-    """What every setting shares: the trainer (early stopping, sec. 6.1.4), the GPT and the 10-s mels."""
+    """What every setting shares: the trainer (early stopping, sec. 6.1.4; generated and real mels of 4
+    validation clips in TensorBoard), the GPT and the 10-s mels."""
     monitor = {"monitor": "val/loss", "mode": "min"}
     trainer = {
         "max_epochs": 100,
@@ -73,6 +74,7 @@ def base() -> dict:
                 "class_path": "lightning.pytorch.callbacks.EarlyStopping",
                 "init_args": {**monitor, "patience": 2},
             },
+            {"class_path": "shared.callbacks.ExampleLogger", "init_args": {"n_examples": 4}},
         ],
     }
     model = {

@@ -39,7 +39,7 @@ file; the 16 kHz audio is resampled to 22,050 Hz for it, `shared.encoders.melcep
 DTW-dis of the onset-detection curves (sec. 4.1.3), the layout L2 of T, and the generation time per clip from
 the cached CLIP features to the decoded mel (the vocoder excluded, sec. 4.1.3; a ground-truth layout is
 computed before the clock starts).
-At validation, `examples(batch)` gives `shared.callbacks.MelExampleLogger` what to show in TensorBoard:
+At validation, `examples(batch)` gives `shared.callbacks.ExampleLogger` what to show in TensorBoard:
 generated mels beside the real ones, T's layouts beside the true ones, and the generated and real sound.
 
 Each evaluation metric also gets a 95 % bootstrap interval over the clips (`<name>_lo`, `<name>_hi`;
@@ -274,7 +274,7 @@ class TiVA(LightningModule):
 
     @torch.no_grad()
     def examples(self, batch: dict) -> Examples:
-        """What `shared.callbacks.MelExampleLogger` shows of a validation batch: per clip, the generated log-mel
+        """What `shared.callbacks.ExampleLogger` shows of a validation batch: per clip, the generated log-mel
         beside the real one and T's layout beside the true one (stretched to the mel's size), and the
         generated and real sound (one sample, this module's sampling settings, fixed noise)."""
         real = self.front_end(batch["wave"])

@@ -106,7 +106,7 @@ def base() -> dict:
         "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
         "init_args": {"monitor": "val/loss", "mode": "min", "filename": "best"},
     }
-    examples = {"class_path": "shared.callbacks.MelExampleLogger", "init_args": {"n_examples": 4}}
+    examples = {"class_path": "shared.callbacks.ExampleLogger", "init_args": {"n_examples": 4}}
     trainer = {
         "accelerator": "auto", "devices": "auto", "precision": "bf16-mixed",
         "val_check_interval": 5000, "check_val_every_n_epoch": None, "callbacks": [checkpoint, examples],

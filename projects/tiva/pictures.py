@@ -1,7 +1,7 @@
 """Pictures of TiVA's mels and layouts on one scale, for TensorBoard and `avgen generate`'s PNG.
 
 Every picture is [rows, time] in [0, 1] with row 0 the lowest frequency (as `shared.audio.save_mel_picture`
-and `shared.callbacks.MelExampleLogger` draw mels): a log-mel through the layout's fixed bounds (eq. 1's Norm,
+and `shared.callbacks.ExampleLogger` draw mels): a log-mel through the layout's fixed bounds (eq. 1's Norm,
 `projects.tiva.models.LOG_MEL_BOUNDS`), a layout [M, C] stretched to a mel's size, so that an event sits at
 the same place in both.
 """

@@ -171,7 +171,7 @@ def salience(frames: np.ndarray) -> np.ndarray:
 
 class ClipFrameDataset(Dataset):
     """Cached clips -> {"wave": [T], "lengths", "image": [3, S, S] float in [0, 1], "label", "label_text",
-    "clip_id", "frame_index"}. Training keys are (epoch, index) pairs (a random frame from a generator
+    "clip_id", "frame_index", "index"}. Training keys are (epoch, index) pairs (a random frame from a generator
     seeded by (seed, epoch, index)); evaluation keys are indices (the middle frame). `frames`: "all" or
     "salient" (module docstring)."""
 
@@ -228,6 +228,7 @@ class ClipFrameDataset(Dataset):
             "label_text": record.label,
             "clip_id": record.clip_id,
             "frame_index": frame,
+            "index": index,
         }
 
 
@@ -239,9 +240,10 @@ class WavBriVLDataModule(CachedClips, SplitLoaders, LightningDataModule):
     in [0, 1], one frame (random in training, the middle one in evaluation; `frames: salient`: among the
     salient frames, the most salient in evaluation), S = `image_size`; `label` [B]
     int64 (index in the sorted labels of the selected classes); `label_text`, `clip_id`: lists of B str;
-    `frame_index` [B] int64, the frame's position among the clip's frames at `frame_fps`. Splits train,
-    valid, test (a dataset without test, as VAS: valid). `classes`: names of the classes to keep (None:
-    all); `train_subset`: that many training clips, drawn by `subset_seed` (None: all).
+    `frame_index` [B] int64, the frame's position among the clip's frames at `frame_fps`; `index` [B] int64,
+    the item's position in its split (an evaluation split's item `index` is `split(name)[index]`). Splits
+    train, valid, test (a dataset without test, as VAS: valid). `classes`: names of the classes to keep
+    (None: all); `train_subset`: that many training clips, drawn by `subset_seed` (None: all).
     """
 
     def __init__(

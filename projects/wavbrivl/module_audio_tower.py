@@ -23,6 +23,10 @@ the BriVL visual encoder", the audio tower learns to predict the embedding of on
   Wav2CLIP trains a ResNet from scratch, here pre-trained WavLM layers are tuned.
 * Validation: the loss (MoCo without enqueueing) and audio -> image retrieval over the whole split: recall@1
   of the clip's own frame (`r1`, chance 1 / N) and of a frame of the same class (`class_r1`).
+* TensorBoard (`shared.callbacks.ExampleLogger` in the configs): retrieval examples. After each validation,
+  `examples` shows for a few validation clips one picture each: the clip's real frame, then the `example_top_k`
+  frames of the validation split whose frozen embeddings are nearest to the clip's audio embedding (cosine, as
+  the retrieval metrics), best first, those of the clip's class outlined in green, the others in red.
 """
 
 from __future__ import annotations
@@ -38,12 +42,23 @@ from torch import nn
 
 from projects.wavbrivl.data import FrameFeature
 from projects.wavbrivl.models.audio_tower import CHECKPOINT_KEY, WavLMAudioTower
-from shared.contrastive import MoCoCrossModal, SymmetricInfoNCE
+from shared.callbacks import Examples, side_by_side
+from shared.contrastive import MoCoCrossModal, SymmetricInfoNCE, similarity
 from shared.data.cache import FeatureCache
 from shared.metrics import StageMeans
 from shared.retrieval_validation import RetrievalValidation
 
 LOSSES = ("moco", "infonce")
+HIT, MISS = (0.0, 0.8, 0.0), (0.9, 0.0, 0.0)  # outlines of retrieved frames of the clip's class, of another
+
+
+def outlined(image: torch.Tensor, rgb: tuple[float, float, float], width: int = 2) -> torch.Tensor:
+    """An image [3, H, W] with a `width`-pixel border of colour `rgb` drawn over its edges."""
+    out = image.clone()
+    colour = torch.tensor(rgb, dtype=out.dtype)[:, None, None]
+    for edge in (out[:, :width], out[:, -width:], out[:, :, :width], out[:, :, -width:]):
+        edge.copy_(colour.expand_as(edge))
+    return out
 
 
 def weights_hash(module: nn.Module) -> str:
@@ -96,6 +111,7 @@ class WavBriVLTraining(RetrievalValidation, LightningModule):
         lr_patience: int = 5,
         min_lr: float = 1e-6,
         frame_cache_dir: str | None = "data/cache",
+        example_top_k: int = 4,
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -201,7 +217,28 @@ class WavBriVLTraining(RetrievalValidation, LightningModule):
     def _evaluate(self, batch: dict, stage: str) -> None:
         terms, audio, images = self.losses(batch, enqueue=False)
         self.eval_means.log(self, stage, {"loss": terms["loss"]}, len(audio))
-        self.update_retrieval(stage, audio, images, batch["label"])
+        self.update_retrieval(stage, audio, images, batch["label"], batch.get("index"))
+
+    @torch.no_grad()
+    def examples(self, batch: dict) -> Examples:
+        """Retrieval examples (module docstring): RGB [N, 3, S, (1 + k) S + gaps], from the validation split the
+        last validation gathered (`retrieval_split`; its frames are read again from the validation dataset)."""
+        split = self.retrieval_split.get("val")
+        if split is None:
+            raise RuntimeError("retrieval examples need a finished validation whose batches give `index`")
+        audio = self.audio_tower(batch["wave"].float(), batch["lengths"])
+        k = min(self.hparams.example_top_k, len(split["image"]))
+        nearest = similarity(audio.float(), split["image"].float()).topk(k, dim=1).indices.cpu()
+        dataset = self.trainer.val_dataloaders.dataset
+        labels, indices = split["label"].cpu(), split["index"].cpu()
+        pictures = []
+        for frame, label, positions in zip(batch["image"].cpu(), batch["label"].cpu(), nearest, strict=True):
+            retrieved = [
+                outlined(dataset[int(indices[p])]["image"], HIT if labels[p] == label else MISS)
+                for p in positions
+            ]
+            pictures.append(side_by_side(frame[None], *(image[None] for image in retrieved)))
+        return Examples(images={"retrieval": torch.cat(pictures)})
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = self.audio_tower.settings()

@@ -17,6 +17,9 @@ generation loop only needs a decoder whose codes span the toy frames' colours an
 mostly a uniform background around one coloured shape, L1's gradient pulls every pixel towards its median,
 the background, and a toy VQGAN trained with it kept drawing background where the shapes are for the first
 few hundred steps; the squared error pulls towards the mean, which has the shape's colour from the start.
+
+TensorBoard (`shared.callbacks.ExampleLogger` in the config): at validation, `examples` shows a few validation
+frames, each beside its reconstruction.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from diffusers import VQModel
 from lightning.pytorch import LightningModule
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from projects.wavbrivl.models.vqgan import load_taming_vqgan, vqgan_model
+from shared.callbacks import Examples, side_by_side
 from shared.runs import UserError, run_checkpoint
 
 SIZES = (
@@ -60,7 +63,6 @@ class ImageVQGANTraining(LightningModule):
         norm_groups: int = 8,
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.5, 0.9),
-        n_examples: int = 4,
         pixel_loss: str = "l1",
     ):
         super().__init__()
@@ -86,20 +88,16 @@ class ImageVQGANTraining(LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        losses, reconstruction = self.losses(batch["image"])
+        losses, _ = self.losses(batch["image"])
         size = len(batch["image"])
         self.log_dict({f"val/{name}": value for name, value in losses.items()}, batch_size=size)
-        if batch_idx == 0:
-            self._log_examples(batch["image"], reconstruction)
 
-    def _log_examples(self, image: torch.Tensor, reconstruction: torch.Tensor) -> None:
-        """The first frames above their reconstructions, as one TensorBoard image per validation."""
-        n = self.hparams.n_examples
-        logger = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
-        if logger is None or n == 0 or self.trainer.sanity_checking:
-            return
-        rows = torch.cat([image[:n], ((reconstruction[:n] + 1) / 2).clamp(0, 1)], dim=-2)
-        logger.experiment.add_images("val/reconstructions", rows.float().cpu(), self.global_step)
+    @torch.no_grad()
+    def examples(self, batch: dict) -> Examples:
+        """Each frame beside its reconstruction, RGB in [0, 1], for `shared.callbacks.ExampleLogger`."""
+        image = batch["image"].float()
+        reconstruction = ((self.vqgan(image * 2 - 1).sample + 1) / 2).clamp(0, 1)
+        return Examples(images={"real_reconstruction": side_by_side(image, reconstruction)})
 
 
 def load_vqgan(path: str | Path) -> VQModel:

@@ -422,6 +422,9 @@ def test_toy_sampler_stage_learns_and_generates_a_video_with_sound(toy_root, tmp
     events.Reload()
     losses = [s.value for s in events.Scalars("val/loss")]
     assert losses[-1] < losses[0] - 0.3  # nats per code, from about log(32) = 3.47 at the start
+    shown = {f"examples/{kind}/{i}" for kind in ("real", "generated") for i in (0, 1)}
+    assert shown <= set(events.Tags()["images"])  # the config's ExampleLogger, at every validation
+    assert len(events.Images("examples/generated/0")) == len(losses)
     video = sorted((toy_root / "vggsound" / "video").glob("*.mp4"))[0]
     out = tmp_path / "gen" / "clip.mp4"
     main(["generate", "--project", "specvqgan", "--video", str(video), "--out", str(out), "--run", str(cli.run_dir),

@@ -55,7 +55,7 @@ def test_frozen_parts_sampling_and_evaluation_protocol_of_each_config(config):
     model, data, trainer = resolved["model"]["init_args"], resolved["data"]["init_args"], resolved["trainer"]
     sampling = model["sampling"]
     assert sampling["layout"] == ("none" if model["stage"] == "no_layout" else "predicted")
-    assert any(c["class_path"] == "shared.callbacks.MelExampleLogger" for c in trainer["callbacks"])
+    assert any(c["class_path"] == "shared.callbacks.ExampleLogger" for c in trainer["callbacks"])
     if config.stem.startswith("toy_"):
         # the toy VAE has no vocoder: Griffin-Lim, asked for; it travels in the checkpoints
         assert model["vocoder"] == "griffin_lim" and model["bundle_frozen_parts"] is True

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from projects.tiva.models import FROZEN_PARTS_KEY, SamplingSettings, layout_to_latent
 from shared.audio import GriffinLimVocoder
-from shared.callbacks import MelExampleLogger
+from shared.callbacks import ExampleLogger
 from tests.projects.tiva.tiny import LAYOUT, WAVE, save_tiny_audioldm, tiny_batch, tiny_tiva
 
 
@@ -144,7 +144,9 @@ def test_validation_examples_land_in_tensorboard(audioldm, tmp_path):
     trainer = SimpleNamespace(
         sanity_checking=False, is_global_zero=True, current_epoch=0, global_step=7, loggers=[logger]
     )
-    MelExampleLogger(n_examples=2).on_validation_batch_end(trainer, module, None, batch, 0)
+    callback = ExampleLogger(n_examples=2)
+    callback.on_validation_batch_end(trainer, module, None, batch, 0)
+    callback.on_validation_end(trainer, module)
     logger.experiment.flush()
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "audio": 0})
     events.Reload()

@@ -44,6 +44,12 @@ def test_batch_keys_shapes_and_16_khz_audio(toy_root, cache_dir):
     assert batch["image"].shape == (4, 3, SIZE, SIZE) and batch["image"].dtype == torch.float32
     assert batch["image"].min() >= 0.0 and batch["image"].max() <= 1.0 and batch["image"].max() > 0.1
     assert batch["lengths"].dtype == batch["label"].dtype == batch["frame_index"].dtype == torch.int64
+    assert batch["index"].tolist() == [
+        0,
+        1,
+        2,
+        3,
+    ]  # each item's position in the split (the retrieval examples')
     assert len(batch["label_text"]) == len(batch["clip_id"]) == 4
     records = {r.clip_id: r for r in data.split("valid").records}
     for i, clip_id in enumerate(batch["clip_id"]):

@@ -14,6 +14,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from projects.wavbrivl.module_vqgan import ImageVQGANTraining, load_vqgan
+from shared.callbacks import ExampleLogger
+from shared.callbacks.examples import GAP
 from shared.runs import UserError
 from tests.projects.wavbrivl.test_generate import save_checkpoint
 from tests.shared.test_examples import logged
@@ -147,7 +149,7 @@ def test_load_vqgan_gives_the_saved_vqgan_from_a_checkpoint_or_a_run_folder(tmp_
 @pytest.mark.slow
 def test_a_lightning_run_logs_its_reconstructions_and_loads_back(tmp_path):
     torch.manual_seed(0)
-    module = ImageVQGANTraining(**TINY, n_examples=2)
+    module = ImageVQGANTraining(**TINY)
     batches = [{"image": image} for image in toy_images(n=8)]
     run = tmp_path / "run"
     trainer = Trainer(
@@ -155,7 +157,7 @@ def test_a_lightning_run_logs_its_reconstructions_and_loads_back(tmp_path):
         max_steps=4,
         log_every_n_steps=1,
         logger=TensorBoardLogger(run, name="", version=""),
-        callbacks=[ModelCheckpoint(dirpath=run / "checkpoints", save_last=True)],
+        callbacks=[ModelCheckpoint(dirpath=run / "checkpoints", save_last=True), ExampleLogger(n_examples=2)],
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -165,10 +167,23 @@ def test_a_lightning_run_logs_its_reconstructions_and_loads_back(tmp_path):
     assert_same_vqgan(load_vqgan(run), module)
     events = logged(trainer)
     assert {"train/loss", "val/loss", "val/rec_loss", "val/codebook_loss"} <= set(events.Tags()["scalars"])
-    pictures = events.Images("val/reconstructions")
+    assert set(events.Tags()["images"]) == {f"examples/real_reconstruction/{i}" for i in (0, 1)}
+    pictures = events.Images("examples/real_reconstruction/1")
     assert [p.step for p in pictures] == [2, 4]  # one per validation, at the end of each 2-batch epoch
-    # 2 frames side by side, each above its reconstruction
-    assert all((p.height, p.width) == (2 * SIZE, 2 * SIZE) for p in pictures)
+    assert all(
+        (p.height, p.width) == (SIZE, 2 * SIZE + GAP) for p in pictures
+    )  # a frame | its reconstruction
+
+
+def test_examples_show_each_frame_beside_its_reconstruction():
+    module = tiny_module().eval()
+    image = toy_images(n=3)
+    images = module.examples({"image": image}).images["real_reconstruction"]
+    assert images.shape == (3, 3, SIZE, 2 * SIZE + GAP)
+    with torch.no_grad():
+        _, reconstruction = module.losses(image)
+    torch.testing.assert_close(images[..., :SIZE], image)
+    torch.testing.assert_close(images[..., -SIZE:], ((reconstruction + 1) / 2).clamp(0, 1))
 
 
 @pytest.mark.parametrize(
