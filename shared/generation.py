@@ -24,7 +24,6 @@ kept for what the door does not do: official checkpoints without a run folder, o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import subprocess
@@ -78,7 +77,8 @@ class RunGenerator(Protocol):
 
 
 def check_device(device: str) -> str:
-    """`device` as given; a UserError when it names CUDA on a machine without it."""
+    """`device` as given; a UserError when it names CUDA on a machine without it (every project's loader
+    checks it before building anything)."""
     import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -116,6 +116,15 @@ class Generator:
         """For each input, for each of its stems (one per sample), the files written there."""
         raise NotImplementedError
 
+    def write_files(self, inputs: list[Path], stems: list[list[Path]], seed: int) -> list[list[dict[str, Path]]]:
+        """`write`, with a media file it cannot use (no audio track, corrupt) reported as the user's to fix."""
+        from shared.media import MediaError
+
+        try:
+            return self.write(inputs, stems, seed)
+        except MediaError as error:
+            raise UserError(str(error)) from error
+
     def direction_of(self, kind: str) -> str:
         """The direction of an input of `kind`: an image given to a video -> audio system is image -> audio."""
         return f"{kind}->audio" if self.direction.endswith("->audio") else self.direction
@@ -138,8 +147,7 @@ class Generator:
         with tqdm(total=len(inputs), unit="input", desc=f"generate ({self.project})") as progress:
             for start in range(0, len(inputs), self.batch_size):
                 batch = slice(start, start + self.batch_size)
-                with media_errors_as_user_errors():
-                    written = self.write(inputs[batch], stems[batch], seed)
+                written = self.write_files(inputs[batch], stems[batch], seed)
                 for path, files_of_samples in zip(inputs[batch], written, strict=True):
                     items += [
                         self.record(path, sample, samples, seed, files)
@@ -183,17 +191,6 @@ class Generator:
 
 def accepted(kinds: Sequence[str]) -> str:
     return "; ".join(f"{kind} ({' '.join(KINDS[kind])})" for kind in kinds)
-
-
-@contextlib.contextmanager
-def media_errors_as_user_errors() -> Iterator[None]:
-    """A media file the door cannot use (no audio track, corrupt) is the user's to fix: one line, its path."""
-    from shared.media import MediaError
-
-    try:
-        yield
-    except MediaError as error:
-        raise UserError(str(error)) from error
 
 
 def check_out_dir(out_dir: Path, inputs: Sequence[Path]) -> None:
@@ -306,7 +303,7 @@ def open_run(run: str | Path, device: str = "cpu", **options) -> RunGenerator:
     from shared.discovery import project_module
 
     project = project_of_run(run)
-    return project_module(project, "generate").load_generator(Path(run), check_device(device), **options)
+    return project_module(project, "generate").load_generator(Path(run), device, **options)
 
 
 COMMON = ("run", "input", "out", "device", "samples", "seed", "batch_size")
@@ -348,7 +345,7 @@ def main(argv: list[str]) -> list[GeneratedItem]:
         module = project_module(project, "generate")
     args = door_parser(project, module).parse_args(argv)
     options = {name: value for name, value in vars(args).items() if name not in COMMON}
-    device = check_device(args.device or default_device())
+    device = args.device or default_device()
     if not Path(args.input).exists():
         raise UserError(f"{args.input}: no such file or folder")
     generator = module.load_generator(Path(run), device, batch_size=args.batch_size, **options)
