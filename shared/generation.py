@@ -163,8 +163,7 @@ class Generator:
         kind = kind_of(path)
         if kind not in self.inputs:
             raise UserError(
-                f"{path}: {f'a {kind} file' if kind else 'not a file of a known kind'}; {self.project} takes "
-                f"{accepted(self.inputs)}"
+                f"{path}: {described(kind)}; {self.project} takes {accepted(self.inputs)}"
             )
 
     def record(
@@ -187,6 +186,12 @@ class Generator:
         }
         sidecar.write_text(json.dumps(content, indent=2, default=str) + "\n")
         return GeneratedItem(path, sample, dict(files), sidecar)
+
+
+def described(kind: str | None) -> str:
+    return {"audio": "an audio file", "image": "an image file", "video": "a video file"}.get(
+        kind, "not a file of a known kind"
+    )
 
 
 def accepted(kinds: Sequence[str]) -> str:
@@ -242,11 +247,7 @@ def collect_inputs(source: str | Path, kinds: Sequence[str]) -> tuple[list[Path]
     source = Path(source)
     if source.is_file():
         if kind_of(source) not in kinds:
-            kind = kind_of(source)
-            raise UserError(
-                f"{source}: {f'a {kind} file' if kind else 'not a file of a known kind'}; this run takes "
-                f"{accepted(kinds)}"
-            )
+            raise UserError(f"{source}: {described(kind_of(source))}; this run takes {accepted(kinds)}")
         return [source], []
     if not source.is_dir():
         raise UserError(f"{source}: no such file or folder")
