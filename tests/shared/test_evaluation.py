@@ -1,0 +1,143 @@
+"""`avgen evaluate` and `avgen compare` on tiny runs laid out as the toy pipelines leave them: the JSON, markdown and
+figures with the paper's and the direction's common metrics (GRAVO for video -> audio, WavBriVL for audio ->
+image), compare's table rows, seeds and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning
+import numpy as np
+import pytest
+import torch
+import yaml
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
+from PIL import Image
+
+from projects.gravo.models import WaveVQVAE
+from projects.gravo.models.priors import LowPrior, UpPrior
+from shared.classifier import SpectrogramClassifier
+from shared.encoders import Wav2CLIP, WaveMelception
+from shared.evaluation import evaluate
+from tests.projects.gravo.test_generate_and_evaluate import CLIP, LOW, UP, VQVAE, write_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+WINDOW = 0.512  # seconds: 8192 samples, 256 Low codes (the tiny Low prior's context)
+
+
+def save_classifier(path: Path, n_classes: int) -> Path:
+    """A tiny `SpectrogramClassifier` of a `WaveMelception` saved as the CLI saves it (its config in the
+    hyper-parameters), what GRAVO's toy_classifier stage leaves."""
+    net_config = {"class_path": "shared.encoders.WaveMelception", "init_args": {"n_classes": n_classes}}
+    hparams = {"net": net_config, "input_key": "wave"}
+    with _given_hyperparameters_context(
+        hparams=hparams, instantiator="lightning.pytorch.cli.instantiate_module"
+    ):
+        module = SpectrogramClassifier(WaveMelception(n_classes=n_classes), input_key="wave")
+    for parameter in module.parameters():  # Inception's initialisation leaves features of about 1e-9
+        if parameter.dim() > 1:
+            torch.nn.init.kaiming_normal_(parameter)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    torch.save(checkpoint | {"pytorch-lightning_version": lightning.__version__}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gravo_runs(toy_root, tmp_path_factory) -> Path:
+    """runs/gravo/{toy_low_gravo, toy_low_im2wav}/default, toy_low_gravo/seed1, toy_up/default and
+    toy_classifier/default of tiny random networks, on the session's toy set: the runs folder."""
+    root = tmp_path_factory.mktemp("gravo") / "runs"
+    gravo = root / "gravo"
+    gravo.mkdir(parents=True)
+    torch.manual_seed(0)
+    vqvae = WaveVQVAE(**VQVAE)
+    for level in vqvae.bottleneck.level_blocks:
+        level.codebook.normal_()
+    vqvae_ckpt = gravo / "vqvae.ckpt"
+    torch.save(
+        {"hyper_parameters": {"vqvae": {"class_path": "projects.gravo.models.WaveVQVAE", "init_args": VQVAE}},
+         "state_dict": {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}},
+        vqvae_ckpt,
+    )  # fmt: skip
+    wav2clip_ckpt = gravo / "wav2clip.pt"
+    torch.save(Wav2CLIP(widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1), embed_dim=512).state_dict(), wav2clip_ckpt)
+    low = LOW | {"n_ctx": 256, "block_ctx": 16}
+    up = UP | {"n_ctx": 1024, "block_ctx": 64}
+    data = {
+        "class_path": "projects.gravo.data.GravoVGGSoundDataModule",
+        "init_args": {
+            "dataset": {
+                "class_path": "shared.data.VGGSoundIndex",
+                "init_args": {"root": str(toy_root / "vggsound"), "split_dir": None, "valid_fraction": 0.1},
+            },
+            "clip": CLIP,
+            "cache_dir": str(root.parent / "cache"),
+            "window_seconds": WINDOW,
+            "batch_size": 4,
+        },
+    }
+    for experiment, version in (
+        ("toy_low_gravo", "default"),
+        ("toy_low_gravo", "seed1"),
+        ("toy_low_im2wav", "default"),
+    ):
+        folder = gravo / experiment / version
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        write_run(folder, LowPrior(**low), "projects.gravo.models.priors.LowPrior", low, vqvae_ckpt)
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["model"]["init_args"]["wav2clip_ckpt"] = str(wav2clip_ckpt)
+        config["data"] = data
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    (gravo / "toy_up").mkdir()
+    write_run(
+        gravo / "toy_up" / "default", UpPrior(**up), "projects.gravo.models.priors.UpPrior", up, vqvae_ckpt
+    )
+    save_classifier(gravo / "toy_classifier" / "default" / "checkpoints" / "best.ckpt", n_classes=6)
+    return root
+
+
+@pytest.fixture(scope="module")
+def gravo_evaluation(gravo_runs) -> dict:
+    return evaluate(gravo_runs / "gravo" / "toy_low_gravo" / "default", resamples=50)
+
+
+def test_evaluate_writes_the_paper_and_common_audio_metrics_with_intervals(gravo_runs, gravo_evaluation):
+    result = gravo_evaluation
+    run = gravo_runs / "gravo" / "toy_low_gravo" / "default"
+    folder = run / "eval"
+    assert json.loads((folder / "test.json").read_text()) == result
+    assert (
+        result["project"] == "gravo" and result["direction"] == "video->audio" and result["split"] == "test"
+    )
+    assert (
+        result["clips"] == 12 == len(result["clip_ids"]) and result["items"] == 12
+    )  # 6 classes x 2 test clips
+    assert result["checkpoint"].endswith("checkpoints/last.ckpt")
+    paper, common = result["metrics"]["paper"], result["metrics"]["common"]
+    assert {"fad", "kl", "acc", "cs", "tcs", "cs_real", "acc_real"} <= set(paper)
+    assert set(common) == {"fad_toy", "kl_toy", "is_toy"}  # no real-data networks given
+    for metric in [*paper.values(), *common.values()]:
+        assert np.isfinite(metric["value"])
+        if metric["low"] is not None:
+            assert metric["low"] <= metric["value"] <= metric["high"]
+    assert all(common[name]["low"] is not None for name in common)
+    assert result["better"] == {"fad_toy": "lower", "kl_toy": "lower", "is_toy": "higher"}
+    # GRAVO's toy FAD and KL are on the same toy classifier, with its cached 16-kHz windows as the real audio:
+    # the common metrics, with the clips' audio read from their files, give the same numbers
+    assert common["fad_toy"]["value"] > 0.01
+    for ours, theirs in (("fad_toy", "fad"), ("kl_toy", "kl")):
+        assert common[ours]["value"] == pytest.approx(paper[theirs]["value"], rel=1e-3), ours
+    # the toy classifier found beside the run (no --classifier given) judged the common metrics
+    assert result["judges"]["classifier"] == str(
+        gravo_runs / "gravo" / "toy_classifier" / "default" / "checkpoints" / "best.ckpt"
+    )
+    markdown = (folder / "test.md").read_text()
+    for name in ("fad_toy ↓", "is_toy ↑", "| tcs |", "test_metrics.png", "test_examples.png"):
+        assert name in markdown, name
+    for figure in ("test_metrics.png", "test_examples.png"):
+        with Image.open(folder / figure) as image:
+            assert image.size[0] > 200 and image.size[1] > 200
+            assert np.asarray(image.convert("L")).std() > 0  # something is drawn
