@@ -44,6 +44,8 @@ AUDIOTOKEN, RANDOM, TEXT, REFERENCE = (
     "Reference (real images)",
 )
 ROWS = (AUDIOTOKEN, RANDOM, TEXT)
+DIRECTION = "audio->image"  # what `evaluate_run` scores (`avgen evaluate`)
+SYSTEMS = {"toy_audiotoken": "AudioToken"}  # experiments compared by `avgen compare`
 
 
 @dataclass

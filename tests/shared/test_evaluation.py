@@ -5,6 +5,8 @@ image), compare's table rows, seeds and refusals."""
 from __future__ import annotations
 
 import json
+import shutil
+import statistics
 from pathlib import Path
 
 import lightning
@@ -20,6 +22,8 @@ from projects.gravo.models.priors import LowPrior, UpPrior
 from shared.classifier import SpectrogramClassifier
 from shared.encoders import Wav2CLIP, WaveMelception
 from shared.evaluation import evaluate
+from shared.evaluation.compare import compare
+from shared.runs import UserError
 from tests.projects.gravo.test_generate_and_evaluate import CLIP, LOW, UP, VQVAE, write_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -101,7 +105,7 @@ def gravo_runs(toy_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def gravo_evaluation(gravo_runs) -> dict:
-    return evaluate(gravo_runs / "gravo" / "toy_low_gravo" / "default", resamples=50)
+    return evaluate(gravo_runs / "gravo" / "toy_low_gravo" / "default", samples=1, resamples=50)
 
 
 def test_evaluate_writes_the_paper_and_common_audio_metrics_with_intervals(gravo_runs, gravo_evaluation):
@@ -141,3 +145,52 @@ def test_evaluate_writes_the_paper_and_common_audio_metrics_with_intervals(gravo
         with Image.open(folder / figure) as image:
             assert image.size[0] > 200 and image.size[1] > 200
             assert np.asarray(image.convert("L")).std() > 0  # something is drawn
+
+
+def test_compare_makes_a_row_per_system_with_its_seeds_and_reuses_evaluations(
+    gravo_runs, gravo_evaluation, tmp_path
+):
+    gravo = gravo_runs / "gravo"
+    default, seed1, im2wav = (gravo / "toy_low_gravo" / "default", gravo / "toy_low_gravo" / "seed1",
+                              gravo / "toy_low_im2wav" / "default")  # fmt: skip
+    saved = default / "eval" / "test.json"
+    written = saved.stat().st_mtime_ns
+    summary = compare([default, seed1, im2wav], resamples=50, out=tmp_path / "compare")
+    assert saved.stat().st_mtime_ns == written  # evaluated under the same protocol already: reused
+    assert summary["systems"] == {"GRAVO": [str(default), str(seed1)], "Im2Wav": [str(im2wav)]}
+    assert summary["direction"] == "video->audio" and summary["clips"] == 12
+    each = {
+        run: json.loads((run / "eval" / "test.json").read_text())["metrics"]
+        for run in (default, seed1, im2wav)
+    }
+    gravo_fad = summary["table"]["GRAVO"]["fad_toy"]
+    values = [each[run]["common"]["fad_toy"]["value"] for run in (default, seed1)]
+    assert gravo_fad["values"] == values and values[0] != values[1]
+    assert gravo_fad["mean"] == pytest.approx(statistics.fmean(values))
+    assert gravo_fad["sd"] == pytest.approx(statistics.stdev(values))
+    assert summary["table"]["Im2Wav"]["fad_toy"] == each[im2wav]["common"]["fad_toy"]  # one run: its interval
+    # runs of one project: its paper's metrics are columns too
+    assert summary["table"]["Im2Wav"]["tcs (paper)"] == each[im2wav]["paper"]["tcs"]
+    markdown = (tmp_path / "compare" / "compare.md").read_text()
+    assert "| GRAVO | 2 |" in markdown and "| Im2Wav | 1 |" in markdown and "fad_toy ↓" in markdown
+    assert json.loads((tmp_path / "compare" / "compare.json").read_text()) == summary
+    with Image.open(tmp_path / "compare" / "compare.png") as image:
+        assert image.size[0] > 200 and np.asarray(image.convert("L")).std() > 0
+
+
+def test_compare_refuses_other_directions_and_other_clips(gravo_runs, gravo_evaluation, tmp_path):
+    default = gravo_runs / "gravo" / "toy_low_gravo" / "default"
+    image_run = tmp_path / "runs" / "audiotoken" / "toy_audiotoken" / "default"
+    (image_run / "checkpoints").mkdir(parents=True)
+    (image_run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    config = {"model": {"class_path": "projects.audiotoken.module_audiotoken.AudioTokenTraining"}}
+    (image_run / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(UserError, match=r"different directions: .*video->audio.*audio->image"):
+        compare([default, image_run])
+
+    other = default.parent / "fewer_clips"  # a run evaluated on another split: one clip fewer
+    shutil.copytree(default, other)
+    saved = json.loads((other / "eval" / "test.json").read_text())
+    (other / "eval" / "test.json").write_text(json.dumps(saved | {"clip_ids": saved["clip_ids"][1:]}))
+    with pytest.raises(UserError, match=f"different clips: {other} has 11 clips"):
+        compare([default, other], resamples=50, out=tmp_path / "compare")
