@@ -146,6 +146,7 @@ def evaluate_run(
     seed: int = 0,
     clips_per_class: int | None = None,
     samples: int | None = None,
+    judges=None,  # the common metrics' judges: GRAVO's Table 1 has its own classifier
     up: str | None = None,
     acc_classifier: str | None = None,
     cs_wav2clip: str | None = None,

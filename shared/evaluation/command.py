@@ -6,9 +6,10 @@
     avgen evaluate --run runs/gravo/toy_low_gravo/default --help     # the project's own options too
 
 The project is read from the run (`shared.generation.project_of_run`); `projects/<p>/evaluate.py`'s
-`evaluate_run(run, split, device, seed, clips_per_class, samples, **options)` generates for the split's clips
-with the run's models and computes its paper's metrics (`RunOutputs`); the common metrics of its direction are
-computed here on those generations (`shared.evaluation.common`), with the judges of `shared.evaluation.judges`.
+`evaluate_run(run, split, device, seed, clips_per_class, samples, judges, **options)` generates for the split's
+clips with the run's models and computes its paper's metrics (`RunOutputs`); the common metrics of its direction
+(`DIRECTION`) are computed here on those generations (`shared.evaluation.common`) by the judges of
+`shared.evaluation.judges`, which a project may use for its paper's metrics too.
 Written to `<run>/eval/` (or `--out`): `<split>.json` (metrics with their 95 % bootstrap intervals over clips,
 the run, checkpoint, split, clips, seed, judges, settings, avgen's commit), `<split>.md` (the tables) and two
 figures, `<split>_metrics.png` (a bar per metric with its interval) and `<split>_examples.png` (generated
@@ -95,11 +96,12 @@ def evaluate(
     run = Path(run)
     project = project_of_run(run)
     check_device(device)
-    outputs = project_module(project, "evaluate").evaluate_run(
+    module = project_module(project, "evaluate")
+    judges = judges.resolved(module.DIRECTION, runs_root(run))
+    outputs = module.evaluate_run(
         run, split=split, device=device, seed=seed, clips_per_class=clips_per_class, samples=samples,
-        **(options or {}),
+        judges=judges, **(options or {}),
     )  # fmt: skip
-    judges = judges.resolved(outputs.direction, runs_root(run))
     bootstrap = Bootstrap(resamples, seed=seed) if resamples else None
     if outputs.direction.endswith("->audio"):
         reals = real_audio(outputs)

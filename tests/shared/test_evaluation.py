@@ -1,5 +1,5 @@
 """`avgen evaluate` and `avgen compare` on tiny runs laid out as the toy pipelines leave them: the JSON, markdown and
-figures with the paper's and the direction's common metrics (GRAVO for video -> audio, WavBriVL for audio ->
+figures with the paper's and the direction's common metrics (GRAVO for video -> audio, AudioToken for audio ->
 image), compare's table rows, seeds and refusals."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from shared.evaluation import evaluate
 from shared.evaluation.compare import compare
 from shared.runs import UserError
 from tests.projects.gravo.test_generate_and_evaluate import CLIP, LOW, UP, VQVAE, write_run
+from tests.shared.test_generation_door import audiotoken_official, audiotoken_run  # noqa: F401 (fixtures)
+from tests.shared.tiny_hf_clip import save_tiny_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -194,3 +196,57 @@ def test_compare_refuses_other_directions_and_other_clips(gravo_runs, gravo_eval
     (other / "eval" / "test.json").write_text(json.dumps(saved | {"clip_ids": saved["clip_ids"][1:]}))
     with pytest.raises(UserError, match=f"different clips: {other} has 11 clips"):
         compare([default, other], resamples=50, out=tmp_path / "compare")
+
+
+@pytest.fixture(scope="module")
+def audiotoken_runs(audiotoken_run, toy_root, tmp_path_factory) -> Path:  # noqa: F811 (the fixture imported above)
+    """runs/audiotoken/toy_audiotoken/default (the generate door's tiny run, on the session's toy set) with the
+    judges where AudioToken's toy pipeline leaves them: toy_clip/default/clip, toy_wav2clip/default."""
+    root = tmp_path_factory.mktemp("audiotoken") / "runs"
+    run = root / "audiotoken" / "toy_audiotoken" / "default"
+    shutil.copytree(audiotoken_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"] = {
+        "class_path": "projects.audiotoken.data.AudioTokenVGGSoundDataModule",
+        "init_args": {
+            "dataset": {
+                "class_path": "shared.data.VGGSoundIndex",
+                "init_args": {"root": str(toy_root / "vggsound")},
+            },
+            "cache_dir": str(root.parent / "cache"),
+            "eval_window_seconds": 2,
+            "image_size": [32, 20],
+        },
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    save_tiny_clip(root / "audiotoken" / "toy_clip" / "default" / "clip", image_size=32, projection_dim=16)
+    wav2clip = root / "audiotoken" / "toy_wav2clip" / "default" / "checkpoints" / "best.ckpt"
+    wav2clip.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(Wav2CLIP(widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1), embed_dim=16).state_dict(), wav2clip)
+    return root
+
+
+def test_evaluate_writes_the_paper_and_common_image_metrics_with_intervals(audiotoken_runs, monkeypatch):
+    from projects.audiotoken import pipeline
+
+    monkeypatch.setattr(pipeline, "SETTINGS", pipeline.SamplingSettings(steps=2, height=32, width=32))
+    run = audiotoken_runs / "audiotoken" / "toy_audiotoken" / "default"
+    result = evaluate(run, clips_per_class=1, resamples=50, examples=3)
+    assert json.loads((run / "eval" / "test.json").read_text()) == result
+    assert (
+        result["direction"] == "audio->image" and result["clips"] == 6 == result["items"]
+    )  # 1 clip per class
+    assert len({clip_id for clip_id in result["clip_ids"]}) == 6
+    paper, common = result["metrics"]["paper"], result["metrics"]["common"]
+    assert {"ais", "iis", "aic", "fid", "ais_reference", "aic_reference"} <= set(paper)
+    assert set(common) == {"ais", "aic", "fid"}
+    for name in ("ais", "aic"):  # win-rate and agreement: shares
+        assert 0 <= common[name]["low"] <= common[name]["value"] <= common[name]["high"] <= 1
+    assert common["fid"]["value"] > 0 and common["fid"]["low"] is not None
+    assert result["judges"]["clip"] == str(audiotoken_runs / "audiotoken" / "toy_clip" / "default" / "clip")
+    assert result["judges"]["wav2clip"].endswith("toy_wav2clip/default/checkpoints/best.ckpt")
+    markdown = (run / "eval" / "test.md").read_text()
+    assert "ais ↑" in markdown and "fid ↓" in markdown and "| iis |" in markdown
+    with Image.open(run / "eval" / "test_examples.png") as image:
+        assert np.asarray(image.convert("L")).std() > 0
