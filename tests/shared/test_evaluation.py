@@ -21,10 +21,11 @@ from projects.gravo.models import WaveVQVAE
 from projects.gravo.models.priors import LowPrior, UpPrior
 from shared.classifier import SpectrogramClassifier
 from shared.encoders import Wav2CLIP, WaveMelception
-from shared.evaluation import evaluate
+from shared.evaluation import Judges, evaluate
 from shared.evaluation.compare import compare
 from shared.runs import UserError
 from tests.projects.gravo.test_generate_and_evaluate import CLIP, LOW, UP, VQVAE, write_run
+from tests.projects.wavbrivl.test_generate import runs as wavbrivl_tiny_runs  # noqa: F401 (a fixture)
 from tests.shared.test_generation_door import audiotoken_official, audiotoken_run  # noqa: F401 (fixtures)
 from tests.shared.tiny_hf_clip import save_tiny_clip
 
@@ -250,3 +251,46 @@ def test_evaluate_writes_the_paper_and_common_image_metrics_with_intervals(audio
     assert "ais ↑" in markdown and "fid ↓" in markdown and "| iis |" in markdown
     with Image.open(run / "eval" / "test_examples.png") as image:
         assert np.asarray(image.convert("L")).std() > 0
+
+
+def test_wavbrivl_is_judged_by_the_same_image_metrics(
+    wavbrivl_tiny_runs,  # noqa: F811 (the fixture imported above)
+    audiotoken_runs,
+    toy_root,
+    tmp_path,
+):
+    """WavBriVL's run (its tiny audio tower, image tower and VQGAN) under the same judges as AudioToken's."""
+    arguments = dict(zip(wavbrivl_tiny_runs[::2], wavbrivl_tiny_runs[1::2], strict=True))
+    run = tmp_path / "runs" / "wavbrivl" / "tiny_audio_tower" / "default"
+    shutil.copytree(arguments["--run"], run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"] = {
+        "class_path": "projects.wavbrivl.data.WavBriVLVGGSoundDataModule",
+        "init_args": {
+            "dataset": {"class_path": "shared.data.VGGSoundIndex",
+                        "init_args": {"root": str(toy_root / "vggsound"), "split_dir": None}},
+            "cache_dir": str(tmp_path / "cache"), "audio_seconds": 1.0, "image_size": 64, "frame_fps": 5.0,
+        },
+    }  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    judges = audiotoken_runs / "audiotoken"
+    result = evaluate(
+        run,
+        judges=Judges(clip=str(judges / "toy_clip" / "default" / "clip"),
+                      wav2clip=str(judges / "toy_wav2clip" / "default" / "checkpoints" / "best.ckpt")),
+        clips_per_class=1, resamples=50, options={"vqgan": arguments["--vqgan"], "steps": 2, "cutouts": 2},
+    )  # fmt: skip
+    assert result["direction"] == "audio->image" and result["clips"] == 6 == result["items"]
+    paper, common = result["metrics"]["paper"], result["metrics"]["common"]
+    assert {
+        "mrr_a2i",
+        "mrr_i2a",
+        "mrr_a2i_chance",
+        "similarity_first",
+        "similarity_best",
+        "class_agreement",
+    } <= set(paper)
+    assert set(common) == {"ais", "aic", "fid"}
+    assert (
+        result["settings"]["generation"]["steps"] == 2 and result["settings"]["vqgan"] == arguments["--vqgan"]
+    )
