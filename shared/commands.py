@@ -6,6 +6,8 @@
     avgen prepare --dataset vggsound --root ... --features mel   # feature caches, resumable, shardable
     avgen slurm --project tiva --exp default --nodes 2 --gpus 8  # write and submit an sbatch job
     avgen generate --run runs/specvqgan/toy_sampler/default --input clips/ --out generated/
+    avgen evaluate --run runs/gravo/toy_low_gravo/default   # <run>/eval/test.json, .md and figures
+    avgen compare --all                             # every trained system under runs/, by direction
     avgen --debug generate ...                      # a mistake's full traceback instead of one line
 
 This module imports only what the command given needs, when it runs: `avgen --help` imports no torch,
@@ -73,12 +75,29 @@ def _generate(args: list[str]) -> None:
     project_module(known.project, "generate").main(rest)
 
 
+def _evaluate(args: list[str]) -> None:
+    from shared.evaluation.command import main as evaluate_main
+
+    evaluate_main(args)
+
+
+def _compare(args: list[str]) -> None:
+    from shared.evaluation.compare import main as compare_main
+
+    compare_main(args)
+
+
 # name -> (one-line description, runner of the command's arguments)
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], None]]] = {
     **{name: (text, functools.partial(_lightning, name)) for name, text in LIGHTNING_COMMANDS.items()},
     "pipeline": ("every stage of a project's toy pipeline, in order (what `make train` runs)", _pipeline),
     "prepare": ("compute a dataset's feature caches once: resumable, parallel, shardable", _prepare),
     "generate": ("sound for videos or images, images for sounds, from a trained run", _generate),
+    "evaluate": (
+        "a run's paper metrics and its direction's common ones, with intervals, tables, figures",
+        _evaluate,
+    ),
+    "compare": ("several runs of one direction under one protocol: one table, one figure", _compare),
     "slurm": ("write the sbatch job of one training run and submit it", _slurm),
 }
 
