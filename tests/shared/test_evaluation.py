@@ -22,7 +22,7 @@ from projects.gravo.models.priors import LowPrior, UpPrior
 from shared.classifier import SpectrogramClassifier
 from shared.encoders import Wav2CLIP, WaveMelception
 from shared.evaluation import Judges, evaluate
-from shared.evaluation.compare import compare
+from shared.evaluation.compare import compare, runs_of_systems
 from shared.runs import UserError
 from tests.projects.gravo.test_generate_and_evaluate import CLIP, LOW, UP, VQVAE, write_run
 from tests.projects.wavbrivl.test_generate import runs as wavbrivl_tiny_runs  # noqa: F401 (a fixture)
@@ -191,7 +191,7 @@ def test_compare_refuses_other_directions_and_other_clips(gravo_runs, gravo_eval
     with pytest.raises(UserError, match=r"different directions: .*video->audio.*audio->image"):
         compare([default, image_run])
 
-    other = default.parent / "fewer_clips"  # a run evaluated on another split: one clip fewer
+    other = tmp_path / "runs" / "gravo" / "toy_low_gravo" / "fewer_clips"  # evaluated on one clip fewer
     shutil.copytree(default, other)
     saved = json.loads((other / "eval" / "test.json").read_text())
     (other / "eval" / "test.json").write_text(json.dumps(saved | {"clip_ids": saved["clip_ids"][1:]}))
@@ -294,3 +294,31 @@ def test_wavbrivl_is_judged_by_the_same_image_metrics(
     assert (
         result["settings"]["generation"]["steps"] == 2 and result["settings"]["vqgan"] == arguments["--vqgan"]
     )
+
+
+def test_the_commands_help_and_one_line_refusals(gravo_runs, tmp_path, capsys):
+    from shared.commands import main
+
+    run = gravo_runs / "gravo" / "toy_low_gravo" / "default"
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--run", str(run), "--help"])
+    assert done.value.code == 0
+    printed = capsys.readouterr().out
+    for option in ("--split", "--clips-per-class", "--vggish", "--panns", "--up", "--acc-classifier"):
+        assert option in printed, option  # the common options, the judges and GRAVO's own
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--run", str(tmp_path / "nowhere")])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip() == f"avgen: error: {tmp_path / 'nowhere'}: no such run folder"
+    found = runs_of_systems(gravo_runs)  # what `make compare` compares: the SYSTEMS' runs with a checkpoint
+    gravo = gravo_runs / "gravo"
+    expected = [
+        gravo / "toy_low_im2wav" / "default",
+        gravo / "toy_low_gravo" / "default",
+        gravo / "toy_low_gravo" / "seed1",
+    ]
+    assert found == {"video->audio": expected}
+    with pytest.raises(SystemExit) as done:
+        main(["compare", "--all", "--runs-root", str(tmp_path)])
+    assert done.value.code == 2
+    assert "no trained system under" in capsys.readouterr().err
