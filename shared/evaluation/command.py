@@ -161,8 +161,12 @@ def write_evaluation(result: dict, folder: Path, pictures: list) -> dict[str, Pa
         f"# Evaluation of {result['run']} ({split})",
         "",
         f"{result['project']}, {result['direction']}; checkpoint `{result['checkpoint']}`; {result['clips']} clips, "
-        f"{result['items']} generations, seed {result['seed']}; 95 % bootstrap intervals over clips "
-        f"({result['resamples']} resamples).",
+        f"{result['items']} generations, seed {result['seed']}; "
+        + (
+            f"95 % bootstrap intervals over clips ({result['resamples']} resamples)."
+            if result["resamples"]
+            else "no intervals."
+        ),
         "",
         "## Paper metrics",
         "",

@@ -76,8 +76,15 @@ def plot_metric_bars(
     handles = [_patch(colour) for colour in colours]
     figure.legend(handles, [f"{i + 1}: {label}" for i, label in enumerate(labels)], loc="outside lower center",
                   fontsize=8, ncols=min(3, len(labels)))  # fmt: skip
-    figure.savefig(path, dpi=100)
-    return path
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    from shared.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return Path(path)
 
 
 def _whisker(metric: dict | None, below: bool) -> float:
@@ -111,8 +118,7 @@ def plot_examples(
                 axes.imshow(np.clip(picture, 0, 1))
             axes.set_title(f"{clip_id} ({kind})", fontsize=8)
             axes.set_axis_off()
-    figure.savefig(path, dpi=100)
-    return path
+    return _save(figure, path)
 
 
 def example_pictures(
