@@ -17,6 +17,8 @@ clips' audio; IIS = CLIP generated vs real image against a pool of other clips' 
 CLIP class of the image over the dataset's labels matched to the audio's label (CLIP text similarity > 0.75);
 FID = generated vs real images on `fid` (the Inception network on real data, the toy CLIP's image tower on the
 toy set). AIS, IIS and AIC come with 95 % bootstrap intervals over clips.
+
+`evaluate_run` is an AudioToken run evaluated this way for `avgen evaluate` (`shared.evaluation`).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ Every sample of clip c is made from its own random stream, seeded by (seed, "c/<
 (`shared.transformer.item_generators`), so the scores do not depend on the batch size; every metric comes with
 its 95 % bootstrap interval over clips (`<name>_lo`, `<name>_hi`). On the real datasets the embedding network is
 VGGish and the classifier PaSST; on the toy set both are a classifier trained on the toy clips.
+
+`evaluate_run` is a Low stage's run evaluated this way for `avgen evaluate` (`shared.evaluation`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Evaluation helpers: codebook quality (`evaluate_codebook`). The Melception metrics of generated mels
-(FID, MKL, IS as in paper sec. 3.4 / 6.1.7) are `shared.metrics.MelceptionMetrics` and `spectrogram_metrics`.
+"""Evaluation helpers: codebook quality (`evaluate_codebook`) and a sampler run's evaluation for `avgen evaluate`
+(`evaluate_run`). The Melception metrics of generated mels (FID, MKL, IS as in paper sec. 3.4 / 6.1.7) are
+`shared.metrics.MelceptionMetrics` and `spectrogram_metrics`.
 
 How good is a trained codebook? Reconstruction error against a trivial baseline, and codebook usage.
 The baseline predicts the mean training spectrogram for every clip; a codebook that reconstructs far

@@ -19,6 +19,9 @@ moved over the iterations (first iteration -> best), the agreement of the image 
 generated image with the clip's class (chance 1 / classes; the head sits on the perceptor's own embedding,
 so this measures whether the optimisation reached the class region of the space it optimised in, not an
 independent judge's view) and the seconds per image.
+
+`evaluate_run` is an audio-tower run's retrieval and generation evaluated this way for `avgen evaluate`
+(`shared.evaluation`).
 """
 
 from __future__ import annotations
