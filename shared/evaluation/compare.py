@@ -23,7 +23,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.evaluation.command import add_common_options, judges_of, run_label, runs_root
+from shared.evaluation.command import add_common_options, judges_of, runs_root
 from shared.evaluation.judges import Judges
 from shared.runs import UserError
 
@@ -128,7 +128,7 @@ def compare(
         },
     }
     folder = Path(out) if out is not None else runs_root(runs[0]) / "compare" / f"{_slug(direction)}_{split}"
-    write_comparison(summary, rows, results, folder)
+    write_comparison(summary, rows, folder)
     return summary
 
 
@@ -180,7 +180,8 @@ def table_cell(summary: dict) -> str:
     return f"{summary['mean']:.3g}{sd} ({values})"
 
 
-def write_comparison(summary: dict, rows: dict, results: dict[Path, dict], folder: Path) -> dict[str, Path]:
+def write_comparison(summary: dict, rows: dict[str, dict[str, list[dict]]], folder: Path) -> dict[str, Path]:
+    """`compare.md`, `compare.json` and `compare.png` in `folder`; `rows`: {system: {column: each run's metric}}."""
     from shared.evaluation.report import heading, markdown_table, plot_metric_bars
     from shared.files import atomic_path
 
@@ -189,9 +190,9 @@ def write_comparison(summary: dict, rows: dict, results: dict[Path, dict], folde
     names = list(next(iter(summary["table"].values())))
     header = ["system", "runs", *(heading(name, better.get(name)) for name in names)]
     lines = [
-        f"# {summary['direction']}: {len(results)} runs on split {protocol['split']!r} ({summary['clips']} clips)",
+        f"# {summary['direction']}: {len(summary['runs'])} runs on split {protocol['split']!r} ({summary['clips']} clips)",
         "",
-        f"Seed {protocol['seed']}, {protocol['samples'] or 'the run’s own number of'} generation(s) per clip, "
+        f"Seed {protocol['seed']}, {protocol['samples'] or 'each run’s own number of'} generation(s) per clip, "
         f"95 % bootstrap intervals over clips ({protocol['resamples']} resamples); a system of several runs "
         "(training seeds): mean ± sd over its runs (each run's value).",
         "",
@@ -215,10 +216,8 @@ def write_comparison(summary: dict, rows: dict, results: dict[Path, dict], folde
         "![comparison](compare.png)",
         "",
     ]
-    bars = {
-        f"{summary['runs'][str(run)]['system']} ({run_label(run).rsplit('/', 1)[-1]})": {
-            name: values[i] for name, values in rows[summary["runs"][str(run)]["system"]].items()
-        }
+    bars = {  # a bar per run: "<system> (<version>)"
+        f"{system} ({Path(run).name})": {name: values[i] for name, values in rows[system].items()}
         for system, members in summary["systems"].items()
         for i, run in enumerate(members)
     }
