@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -270,17 +271,27 @@ def main(argv: list[str]) -> list[dict]:
     groups = runs_of_systems(Path(args.runs_root)) if args.all else {"": args.runs}
     if args.all and not groups:
         raise UserError(f"no trained system under {args.runs_root}: `make train PROJECT=<p>` first")
-    summaries = []
+    summaries, refused = [], []
     for direction, runs in groups.items():
         out = args.out
         if args.out is not None and args.all:  # one folder per direction inside --out
             out = Path(args.out) / _slug(direction)
-        summary = compare(
-            runs, args.split, args.device or default_device(), judges_of(args), args.seed,
-            args.clips_per_class, args.samples, args.resamples, out,
-        )  # fmt: skip
+        try:
+            summary = compare(
+                runs, args.split, args.device or default_device(), judges_of(args), args.seed,
+                args.clips_per_class, args.samples, args.resamples, out,
+            )  # fmt: skip
+        except UserError as error:
+            if not args.all:
+                raise
+            # with --all, a direction that cannot be compared (its judges not trained) leaves the others
+            refused.append(f"{direction}: {error}")
+            print(f"avgen compare: skipped {refused[-1]}", file=sys.stderr)
+            continue
         print(f"{summary['direction']}: {len(runs)} runs")
         for system, metrics in summary["table"].items():
             print(f"  {system}: " + ", ".join(f"{n} {table_cell(m)}" for n, m in metrics.items()))
         summaries.append(summary)
+    if not summaries:
+        raise UserError("nothing compared: " + "; ".join(refused))
     return summaries

@@ -322,3 +322,13 @@ def test_the_commands_help_and_one_line_refusals(gravo_runs, tmp_path, capsys):
         main(["compare", "--all", "--runs-root", str(tmp_path)])
     assert done.value.code == 2
     assert "no trained system under" in capsys.readouterr().err
+    # an audio -> image system without the judges AudioToken's toy pipeline trains: that direction is skipped
+    image_run = tmp_path / "audiotoken" / "toy_audiotoken" / "default"
+    (image_run / "checkpoints").mkdir(parents=True)
+    (image_run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(SystemExit) as done:
+        main(["compare", "--all", "--runs-root", str(tmp_path)])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "skipped audio->image: AIS, AIC and FID need a CLIP folder and a Wav2CLIP" in err
+    assert "avgen: error: nothing compared: audio->image" in err
