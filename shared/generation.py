@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -294,9 +295,10 @@ def project_of_run(run: str | Path) -> str:
         named = {name for name in _project_names(run_config(run)) if name in known}
     if len(named) == 1:
         return named.pop()
-    by_place = project_of(run)
-    if by_place in known:
-        return by_place
+    as_given = Path(os.path.abspath(run)).parts  # a linked run folder's place is the link's
+    for by_place in (as_given[-3] if len(as_given) >= 3 else None, project_of(run)):
+        if by_place in known:
+            return by_place
     raise UserError(
         f"{run}: cannot tell which project made this run (its config.yaml names no projects.<name> class and "
         f"the folder is not runs/<project>/<experiment>/<version>); projects: {', '.join(known)}"
