@@ -135,6 +135,8 @@ class Generator:
     def generate(
         self, inputs: Sequence[Path], out_dir: Path, samples: int = 1, seed: int = 0
     ) -> list[GeneratedItem]:
+        """Every input checked first, then `batch_size` inputs per `write`, a sidecar per sample, a progress
+        bar over the inputs (tqdm, which gradio's `track_tqdm` follows)."""
         from tqdm import tqdm
 
         inputs = [Path(path) for path in inputs]
@@ -160,12 +162,25 @@ class Generator:
         return items
 
     def check_input(self, path: Path) -> None:
-        """A UserError naming `path` when it is missing or of a kind this project does not take."""
+        """A UserError naming `path` when it is missing, of a kind this project does not take, or a video
+        without sound given to a project that generates from sound (found before any input is generated)."""
         if not path.is_file():
             raise UserError(f"{path}: no such file")
         kind = kind_of(path)
         if kind not in self.inputs:
             raise UserError(f"{path}: {described(kind)}; {self.project} takes {accepted(self.inputs)}")
+        if kind == "video" and self.direction.startswith("audio->"):
+            from shared.media import MediaError, open_media
+
+            try:
+                with open_media(path, audio_only=True) as container:
+                    has_sound = bool(container.streams.audio)
+            except MediaError as error:
+                raise UserError(str(error)) from error
+            if not has_sound:
+                raise UserError(
+                    f"{path}: has no audio stream; {self.project} makes an image from a video's sound"
+                )
 
     def record(
         self, path: Path, sample: int, samples: int, seed: int, files: dict[str, Path]

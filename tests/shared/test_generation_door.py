@@ -209,7 +209,8 @@ def test_bad_inputs_to_an_audio_to_image_run_are_one_line_errors(audiotoken_run,
     silent = tmp_path / "silent.mp4"
     write_video_only_mp4(silent)
     with pytest.raises(UserError, match=f"{silent}: has no audio stream"):
-        generator.generate([silent], tmp_path / "out")
+        generator.generate([sounds / "a_low.wav", silent], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # found before anything was generated
     with pytest.raises(UserError, match=rf"{sounds / 'picture.png'}: an image file; audiotoken takes audio"):
         generator.generate([sounds / "picture.png"], tmp_path / "out")
     with pytest.raises(UserError, match=f"{sounds / 'missing.wav'}: no such file"):
@@ -373,3 +374,26 @@ def test_wavbrivl_images_and_similarity_curves_from_sounds(wavbrivl_runs, tmp_pa
     content = sidecar(items[0])
     assert (content["project"], content["direction"]) == ("wavbrivl", "audio->image")
     assert content["settings"]["vqgan"] == str(links["toy_vqgan"]) and content["settings"]["steps"] == 3
+
+
+# --- through the console script ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_users_mistakes_are_one_line_from_the_command(audiotoken_run, sounds, tmp_path):
+    from tests.shared.test_cli_manners import avgen, error_lines
+
+    (tmp_path / "plain").mkdir()
+    cases = [
+        (["--run", str(tmp_path / "plain"), "--input", str(sounds), "--out", str(tmp_path / "o")],
+         f"avgen: error: {tmp_path / 'plain'}: not a run folder"),
+        (["--run", str(audiotoken_run), "--input", str(sounds / "picture.png"), "--out", str(tmp_path / "o")],
+         f"avgen: error: {sounds / 'picture.png'}: an image file; this run takes audio"),
+        (["--run", str(audiotoken_run), "--input", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
+         f"avgen: error: {tmp_path / 'nothing'}: no such file or folder"),
+    ]  # fmt: skip
+    for args, start in cases:
+        done = avgen("generate", *args, timeout=300)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        [line] = error_lines(done.stderr)
+        assert line.startswith(start), line
