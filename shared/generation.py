@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -37,7 +38,7 @@ from shared.runs import UserError, project_of, run_config
 
 # file suffixes of each kind of input (what PyAV, soundfile and PIL read)
 KINDS = {
-    "video": (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"),
+    "video": (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp"),
     "audio": (".wav", ".flac", ".mp3", ".ogg", ".oga", ".m4a", ".aac", ".opus"),
     "image": (".png", ".jpg", ".jpeg", ".bmp", ".webp"),
 }
@@ -116,7 +117,9 @@ class Generator:
         """For each input, for each of its stems (one per sample), the files written there."""
         raise NotImplementedError
 
-    def write_files(self, inputs: list[Path], stems: list[list[Path]], seed: int) -> list[list[dict[str, Path]]]:
+    def write_files(
+        self, inputs: list[Path], stems: list[list[Path]], seed: int
+    ) -> list[list[dict[str, Path]]]:
         """`write`, with a media file it cannot use (no audio track, corrupt) reported as the user's to fix."""
         from shared.media import MediaError
 
@@ -132,6 +135,8 @@ class Generator:
     def generate(
         self, inputs: Sequence[Path], out_dir: Path, samples: int = 1, seed: int = 0
     ) -> list[GeneratedItem]:
+        """Every input checked first, then `batch_size` inputs per `write`, a sidecar per sample, a progress
+        bar over the inputs (tqdm, which gradio's `track_tqdm` follows)."""
         from tqdm import tqdm
 
         inputs = [Path(path) for path in inputs]
@@ -157,14 +162,25 @@ class Generator:
         return items
 
     def check_input(self, path: Path) -> None:
-        """A UserError naming `path` when it is missing or of a kind this project does not take."""
+        """A UserError naming `path` when it is missing, of a kind this project does not take, or a video
+        without sound given to a project that generates from sound (found before any input is generated)."""
         if not path.is_file():
             raise UserError(f"{path}: no such file")
         kind = kind_of(path)
         if kind not in self.inputs:
-            raise UserError(
-                f"{path}: {described(kind)}; {self.project} takes {accepted(self.inputs)}"
-            )
+            raise UserError(f"{path}: {described(kind)}; {self.project} takes {accepted(self.inputs)}")
+        if kind == "video" and self.direction.startswith("audio->"):
+            from shared.media import MediaError, open_media
+
+            try:
+                with open_media(path, audio_only=True) as container:
+                    has_sound = bool(container.streams.audio)
+            except MediaError as error:
+                raise UserError(str(error)) from error
+            if not has_sound:
+                raise UserError(
+                    f"{path}: has no audio stream; {self.project} makes an image from a video's sound"
+                )
 
     def record(
         self, path: Path, sample: int, samples: int, seed: int, files: dict[str, Path]
@@ -192,6 +208,23 @@ def described(kind: str | None) -> str:
     return {"audio": "an audio file", "image": "an image file", "video": "a video file"}.get(
         kind, "not a file of a known kind"
     )
+
+
+def generate_to(generator: Generator, source: Path, out: Path, samples: int = 1, seed: int = 0) -> list[Path]:
+    """The per-project commands' path (`avgen generate --project <p>`): one input's samples at the stem of
+    `out` (`<stem>.*` for one sample, `<stem>_<i>.*` for several), no sidecar; every file written, printed."""
+    if not Path(source).is_file():
+        raise UserError(f"{source}: no such file")
+    if samples < 1:
+        raise UserError(f"--samples {samples}: must be at least 1")
+    stem = Path(out).with_suffix("")
+    stems = [stem] if samples == 1 else [stem.with_name(f"{stem.name}_{i}") for i in range(samples)]
+    written = [
+        path for files in generator.write_files([Path(source)], [stems], seed)[0] for path in files.values()
+    ]
+    for path in written:
+        print(path)
+    return written
 
 
 def accepted(kinds: Sequence[str]) -> str:
@@ -277,9 +310,10 @@ def project_of_run(run: str | Path) -> str:
         named = {name for name in _project_names(run_config(run)) if name in known}
     if len(named) == 1:
         return named.pop()
-    by_place = project_of(run)
-    if by_place in known:
-        return by_place
+    as_given = Path(os.path.abspath(run)).parts  # a linked run folder's place is the link's
+    for by_place in (as_given[-3] if len(as_given) >= 3 else None, project_of(run)):
+        if by_place in known:
+            return by_place
     raise UserError(
         f"{run}: cannot tell which project made this run (its config.yaml names no projects.<name> class and "
         f"the folder is not runs/<project>/<experiment>/<version>); projects: {', '.join(known)}"
