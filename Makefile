@@ -48,6 +48,14 @@ slurm: $(VENV)/.installed  ## submit EXP of PROJECT to SLURM: make slurm PROJECT
 	$(VENV)/bin/avgen slurm --project $(PROJECT) --exp $(EXP) --nodes $(NODES) --gpus $(GPUS) --version $(VERSION) \
 		--partition $(PARTITION) --account $(ACCOUNT) --time $(TIME) --args "$(ARGS)"
 
+.PHONY: evaluate compare
+RUN ?=
+evaluate: $(VENV)/.installed $(TOY)/.complete  ## one run's paper and common metrics: make evaluate RUN=runs/<project>/<exp>/<version> [ARGS=]
+	$(VENV)/bin/avgen evaluate --run $(RUN) $(ARGS)
+
+compare: $(VENV)/.installed $(TOY)/.complete  ## compare the trained systems under runs/ by direction (trains nothing): runs/compare/
+	$(VENV)/bin/avgen compare --all $(ARGS)
+
 lint: $(VENV)/.installed  ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -17,11 +17,14 @@ clips' audio; IIS = CLIP generated vs real image against a pool of other clips' 
 CLIP class of the image over the dataset's labels matched to the audio's label (CLIP text similarity > 0.75);
 FID = generated vs real images on `fid` (the Inception network on real data, the toy CLIP's image tower on the
 toy set). AIS, IIS and AIC come with 95 % bootstrap intervals over clips.
+
+`evaluate_run` is an AudioToken run evaluated this way for `avgen evaluate` (`shared.evaluation`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -44,6 +47,8 @@ AUDIOTOKEN, RANDOM, TEXT, REFERENCE = (
     "Reference (real images)",
 )
 ROWS = (AUDIOTOKEN, RANDOM, TEXT)
+DIRECTION = "audio->image"  # what `evaluate_run` scores (`avgen evaluate`)
+SYSTEMS = {"toy_audiotoken": "AudioToken"}  # experiments compared by `avgen compare`
 
 
 @dataclass
@@ -137,11 +142,13 @@ def evaluate(
     batch_size: int = 100,
     pool_size: int | None = None,
     rows: tuple[str, ...] = ROWS,
+    generated: Callable[[str, torch.Tensor, list[str]], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """{row: {metric: value, `<metric>_lo` / `_hi`: its interval}} for `rows` and the reference row.
 
     `labels`: the dataset's class names (the label ids index them); the pool of AIS and IIS is `pool_size`
-    test clips drawn by `seed` (all of them by default; a clip is never compared with itself)."""
+    test clips drawn by `seed` (all of them by default; a clip is never compared with itself). `generated(row,
+    images [B, 3, H, W] in [-1, 1], clip ids)` is given each batch of generated images (e.g. to keep them)."""
     clips = read_clips(pipeline, loader, judges)
     n = len(clips.ids)
     pool = pool_indices(n, pool_size or n, seed)
@@ -159,7 +166,10 @@ def evaluate(
                 images = pipeline.generate_from_tokens(
                     tokens[row][part], settings, generators, output_type="pt"
                 )
-            metrics.update(images.cpu() * 2 - 1, part)
+            images = images.cpu() * 2 - 1
+            if generated is not None:
+                generated(row, images, clips.ids[part])
+            metrics.update(images, part)
         results[row] = metrics.compute()
     reference = RowMetrics(clips, judges, labels, pool)
     for start in range(0, n, batch_size):
@@ -167,3 +177,68 @@ def evaluate(
         reference.update(clips.images[part], part)
     results[REFERENCE] = {k: v for k, v in reference.compute().items() if not k.startswith(("iis", "fid"))}
     return results
+
+
+def evaluate_run(
+    run,
+    split: str = "test",
+    device: str = "cpu",
+    seed: int = 0,
+    clips_per_class: int | None = None,
+    samples: int | None = None,
+    judges=None,
+):
+    """An AudioToken stage's run on `split`: one image per clip as the toy summary makes them (the pipeline's
+    `SETTINGS` for a toy run, the official inference's otherwise) and Table 1's AIS, IIS, AIC and FID of the
+    AudioToken row and AIS, AIC of the real frames (`ais_reference`, `aic_reference`), by `evaluate` with the
+    common metrics' judges (`judges`: the CLIP, its Wav2CLIP, FID's Inception weights if given, the class
+    prompt)."""
+    from pathlib import Path
+
+    from projects.audiotoken.generate import load_pipeline
+    from projects.audiotoken.pipeline import EVAL_BATCH, SETTINGS
+    from shared.data.loaders import eval_loader
+    from shared.encoders.clip_image_text import load_clip_image_text
+    from shared.encoders.wav2clip import load_wav2clip
+    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule
+    from shared.runs import UserError, run_checkpoint
+
+    if samples not in (None, 1):
+        raise UserError(
+            f"AudioToken's evaluation makes one image per clip (its noise keyed by the clip), not {samples}"
+        )
+    run = Path(run)
+    pipeline, files = load_pipeline(str(run), None, None, None)
+    pipeline = pipeline.to(device)
+    settings = SETTINGS if run.parent.name.startswith("toy") else SamplingSettings()
+    clip = load_clip_image_text(judges.clip, crop=False)  # the scorers read the loader's CPU batches
+    fid = 2048 if judges.inception else clip
+    scorers = Judges(clip, load_wav2clip(judges.wav2clip), fid, judges.inception, judges.class_template)
+    datamodule = run_datamodule(run)
+    dataset, clips = evaluation_clips(datamodule.split(split), clips_per_class)
+    images, image_ids = [], []
+
+    def keep(row: str, batch: torch.Tensor, ids: list[str]) -> None:
+        images.append(batch)
+        image_ids.extend(ids)
+
+    labels = list(datamodule.dataset.labels)
+    results = evaluate(
+        pipeline, eval_loader(dataset, EVAL_BATCH), scorers, labels, settings, seed, EVAL_BATCH,
+        rows=(AUDIOTOKEN,), generated=keep,
+    )  # fmt: skip
+    metrics = results[AUDIOTOKEN] | {
+        f"{name}_reference{end}": results[REFERENCE][f"{name}{end}"]
+        for name in ("ais", "aic")
+        for end in ("", "_lo", "_hi")
+    }
+    return RunOutputs(
+        direction=DIRECTION,
+        checkpoint=run_checkpoint(run),
+        clips=clips,
+        labels=labels,
+        item_ids=image_ids,
+        items=torch.cat(images),
+        metrics=metrics,
+        settings={"sampling": asdict(settings), **files},
+    )

@@ -19,6 +19,9 @@ moved over the iterations (first iteration -> best), the agreement of the image 
 generated image with the clip's class (chance 1 / classes; the head sits on the perceptor's own embedding,
 so this measures whether the optimisation reached the class region of the space it optimised in, not an
 independent judge's view) and the seconds per image.
+
+`evaluate_run` is an audio-tower run's retrieval and generation evaluated this way for `avgen evaluate`
+(`shared.evaluation`).
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ def format_rows(results: dict[str, EvaluationResult], retrieval: bool = True) ->
 @dataclass
 class GenerationEvaluation:
     """Per generated image: its clip, the clip's class, the class the image tower's head gives the image, the
-    similarity curve; and the seconds per image."""
+    similarity curve, the image ([3, H, W] in [0, 1]); and the seconds per image."""
 
     clip_ids: list[str]
     labels: torch.Tensor  # [N]
@@ -170,27 +173,51 @@ class GenerationEvaluation:
     curves: list[list[float]]
     seconds_per_image: float
     n_classes: int
+    images: list[torch.Tensor] = field(default_factory=list)
 
-    def _mean(self, values: torch.Tensor, bootstrap: Bootstrap | None) -> str:
-        values = values.double()
-        if bootstrap is None:
-            return f"{values.mean():.3f}"
-        n = len(values)
-        low, high = bootstrap_interval(mean_statistic(values, torch.arange(n), n), n, bootstrap)
-        return format_interval(float(values.mean()), low, high)
+    def per_image(self) -> dict[str, torch.Tensor]:
+        """The similarity at the first and the best iteration, and the class agreement, of every image."""
+        return {
+            "similarity_first": torch.tensor([curve[0] for curve in self.curves]),
+            "similarity_best": torch.tensor([max(curve) for curve in self.curves]),
+            "class_agreement": (self.predicted == self.labels).double(),
+        }
+
+    def values(self, bootstrap: Bootstrap | None = BOOTSTRAP) -> dict[str, float]:
+        """`per_image`'s means with their intervals over images (`<name>_lo`, `<name>_hi`), the agreement's
+        chance level and the seconds per image."""
+        out = {"class_agreement_chance": 1 / self.n_classes, "seconds_per_image": self.seconds_per_image}
+        for name, values in self.per_image().items():
+            mean, low, high = _mean_interval(values, bootstrap)
+            out[name] = mean
+            if bootstrap is not None:
+                out[f"{name}_lo"], out[f"{name}_hi"] = low, high
+        return out
 
     def lines(self, bootstrap: Bootstrap | None = BOOTSTRAP) -> list[str]:
-        first = torch.tensor([curve[0] for curve in self.curves])
-        best = torch.tensor([max(curve) for curve in self.curves])
-        agree = (self.predicted == self.labels).double()
+        first, best, agree = self.per_image().values()
         n = len(self.curves)
         return [
-            f"similarity image/audio, first iteration {self._mean(first, bootstrap)} -> best "
-            f"{self._mean(best, bootstrap)} (higher in {int((best > first).sum())} of {n} images)",
-            f"class agreement of the generated image {self._mean(agree, bootstrap)} "
+            f"similarity image/audio, first iteration {_formatted(first, bootstrap)} -> best "
+            f"{_formatted(best, bootstrap)} (higher in {int((best > first).sum())} of {n} images)",
+            f"class agreement of the generated image {_formatted(agree, bootstrap)} "
             f"(chance {1 / self.n_classes:.3f})",
             f"{self.seconds_per_image:.1f} s per image ({len(self.curves[0])} iterations)",
         ]
+
+
+def _mean_interval(values: torch.Tensor, bootstrap: Bootstrap | None) -> tuple[float, float, float]:
+    """The mean of per-image values and its bootstrap interval over images (NaN without a bootstrap)."""
+    values, n = values.double(), len(values)
+    if bootstrap is None:
+        return float(values.mean()), float("nan"), float("nan")
+    low, high = bootstrap_interval(mean_statistic(values, torch.arange(n), n), n, bootstrap)
+    return float(values.mean()), low, high
+
+
+def _formatted(values: torch.Tensor, bootstrap: Bootstrap | None) -> str:
+    mean, low, high = _mean_interval(values, bootstrap)
+    return f"{mean:.3f}" if bootstrap is None else format_interval(mean, low, high)
 
 
 @torch.no_grad()
@@ -205,16 +232,20 @@ def evaluate_generation(
     vqgan: nn.Module,
     datamodule,
     settings: GenerationSettings,
-    per_class: int = 2,
+    per_class: int | None = 2,
     seed: int = 0,
+    batches: Iterable[dict] | None = None,
 ) -> GenerationEvaluation:
-    """One image for each of the first `per_class` test clips of every class (module docstring). The
-    image tower needs a class head (`classify`); image i's optimisation is seeded by (seed, i)."""
-    datamodule.setup("test")
+    """One image for each of the first `per_class` test clips of every class (all with None; module
+    docstring), of `batches` when given, else of the datamodule's test loader. The image tower needs a class
+    head (`classify`); image i's optimisation is seeded by (seed, i)."""
+    if batches is None:
+        datamodule.setup("test")
+        batches = datamodule.test_dataloader()
     taken: dict[int, int] = {}
-    ids, labels, predicted, curves = [], [], [], []
+    ids, labels, predicted, curves, images = [], [], [], [], []
     start = time.perf_counter()
-    for batch in datamodule.test_dataloader():
+    for batch in batches:
         for row, label in enumerate(batch["label"].tolist()):
             if taken.get(label, 0) == per_class:
                 continue
@@ -228,9 +259,88 @@ def evaluate_generation(
             ids.append(batch["clip_id"][row])
             labels.append(label)
             curves.append(curve)
+            images.append(image.detach().cpu())
     if not ids:
         raise RuntimeError(f"{datamodule.dataset}: no test clips to generate from")
     seconds = (time.perf_counter() - start) / len(ids)
     return GenerationEvaluation(
-        ids, torch.tensor(labels), torch.tensor(predicted), curves, seconds, datamodule.n_classes
+        ids, torch.tensor(labels), torch.tensor(predicted), curves, seconds, datamodule.n_classes, images
+    )
+
+
+DIRECTION = "audio->image"  # what `evaluate_run` scores (`avgen evaluate`)
+SYSTEMS = {"toy_audio_tower": "WavBriVL", "toy_audio_tower_infonce": "WavBriVL (InfoNCE)"}  # `avgen compare`
+
+
+def add_options(parser) -> None:
+    """`avgen evaluate` options of a WavBriVL run (an audio-tower stage's run folder)."""
+    parser.add_argument(
+        "--vqgan", help="the VQGAN run folder or checkpoint (default: <prefix>_vqgan beside the run)"
+    )
+    parser.add_argument(
+        "--steps", type=int, help="optimisation steps per image (default: the toy pipeline's)"
+    )
+    parser.add_argument("--cutouts", type=int, help="cutouts per step (default: the toy pipeline's)")
+
+
+def evaluate_run(
+    run,
+    split: str = "test",
+    device: str = "cpu",
+    seed: int = 0,
+    clips_per_class: int | None = None,
+    samples: int | None = None,
+    judges=None,  # the common metrics' judges: WavBriVL's metrics are in its own towers' space
+    vqgan: str | None = None,
+    steps: int | None = None,
+    cutouts: int | None = None,
+):
+    """An audio-tower stage's run on `split`: Table 2's retrieval MRR between its audio embeddings and the
+    frozen image tower's embeddings of the clips' frames (instance and class level, with chance levels), and
+    sec. 5's generation, one image per clip (`evaluate_generation`: the VQGAN's latents optimised towards the
+    audio embedding with the image tower as perceptor; the toy pipeline's `TOY_GENERATION` for a toy run):
+    the similarity at the first and the best iteration, the image tower's class agreement, seconds per image."""
+    from dataclasses import asdict, replace
+    from pathlib import Path
+
+    from projects.wavbrivl.generate import load_image_tower_of, vqgan_frame_size
+    from projects.wavbrivl.models.audio_tower import load_audio_tower
+    from projects.wavbrivl.module_vqgan import load_vqgan
+    from projects.wavbrivl.pipeline import TOY_GENERATION
+    from shared.data.loaders import eval_loader
+    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule, sibling_run
+    from shared.runs import UserError, run_checkpoint
+
+    if samples not in (None, 1):
+        raise UserError(f"WavBriVL's evaluation makes one image per clip, not {samples}")
+    run = Path(run)
+    prefix = run.parent.name.split("_")[0]
+    vqgan = Path(vqgan) if vqgan else sibling_run(run, f"{prefix}_vqgan", "--vqgan")
+    audio_tower = load_audio_tower(run).to(device).eval()
+    image_tower = load_image_tower_of(run, None).to(device).eval()
+    settings = TOY_GENERATION if prefix == "toy" else GenerationSettings(size=vqgan_frame_size(vqgan))
+    settings = replace(settings, **{k: v for k, v in {"steps": steps, "cutouts": cutouts}.items() if v})
+    datamodule = run_datamodule(run)
+    dataset, clips = evaluation_clips(datamodule.split(split), clips_per_class)
+    batch_size = datamodule.eval_batch_size or datamodule.batch_size
+
+    def batches():
+        for batch in eval_loader(dataset, batch_size):
+            yield {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    embedded = embed_split(audio_tower, batches(), image_tower, device)
+    mrr = CrossModalMRR()
+    mrr.update(embedded.audio, embedded.image, embedded.labels, embedded.clip_ids)
+    generation = evaluate_generation(
+        audio_tower, image_tower, load_vqgan(vqgan).to(device), datamodule, settings, None, seed, batches()
+    )
+    return RunOutputs(
+        direction=DIRECTION,
+        checkpoint=run_checkpoint(run),
+        clips=clips,
+        labels=list(datamodule.labels),
+        item_ids=generation.clip_ids,
+        items=torch.stack(generation.images) * 2 - 1,
+        metrics={name: float(value) for name, value in mrr.compute().items()} | generation.values(),
+        settings={"generation": asdict(settings), "vqgan": str(vqgan)},
     )

@@ -1,7 +1,8 @@
 """A spectrogram as a PNG picture (low frequencies at the bottom), with no plotting library.
 
-matplotlib is not a dependency; a mel in [0, 1] maps through a fixed black-purple-orange-yellow ramp
-(close to matplotlib's "magma") by linear interpolation between five colours.
+Generated files' pictures are made without matplotlib (only the evaluation's figures use it): a mel in [0, 1]
+maps through a fixed black-purple-orange-yellow ramp (close to matplotlib's "magma") by linear interpolation
+between five colours.
 """
 
 from __future__ import annotations

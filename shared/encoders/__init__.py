@@ -15,6 +15,7 @@
 - `VGGish` (FAD's embedding network, with its log-mel front end and FAD's windows), `load_vggish`,
   `load_vggish_pca` (torchvggish's weight and PCA files);
 - `PaSST` (PaSST-S, the 527-class AudioSet tagger of KL and ACC, with its mel front end), `load_passt`;
+- `Cnn14` (PANNs' AudioSet tagger of the Inception Score of generated audio, with its log-mel), `load_panns`;
 - `WaveMelception`: a Melception that reads waveforms (the toy stand-in for VGGish and PaSST);
 - `BEATs` / `BEATsConfig` (AudioToken's audio encoder: BEATs blocks 4, 8, 12 with the official fbank front
   end), `load_beats` (official `{'cfg', 'model'}` files, also what the toy stage writes);
@@ -76,6 +77,7 @@ lazy_package(
         ],
         "shared.encoders.wav2clip": ["Wav2CLIP", "load_wav2clip", "wav2clip_frames"],
         "shared.encoders.passt": ["PaSST", "PaSSTMel", "load_passt"],
+        "shared.encoders.panns": ["Cnn14", "PANNsLogMel", "load_panns"],
         "shared.encoders.wave_melception": ["WaveMelception", "load_wave_melception"],
         "shared.encoders.vggish": [
             "VGGish",

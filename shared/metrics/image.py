@@ -256,9 +256,19 @@ class ImageFID(FrechetInceptionDistance):
             feature = feature if hasattr(feature, "num_features") else ImageFeatures(feature)
             super().__init__(feature, reset_real_features=reset_real_features, normalize=True, **kwargs)
 
-    def update(self, images: torch.Tensor, real: bool) -> None:  # type: ignore[override]
+    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, H, W] in [-1, 1] as the feature network reads them (the input policy above)."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected RGB images [B, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
         if not self.used_custom_model:
             images = ((images.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        super().update(images, real=real)
+        return images
+
+    def update(self, images: torch.Tensor, real: bool) -> None:  # type: ignore[override]
+        super().update(self._inputs(images), real=real)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The features FID compares, [B, D] float64, for a distance computed elsewhere (e.g. with a bootstrap
+        interval: `shared.metrics.FrechetDistance`)."""
+        return self.inception(self._inputs(images)).double().reshape(len(images), -1)

@@ -63,7 +63,9 @@ def reciprocal_ranks(
     candidates = F.normalize(candidates.double(), dim=1)
     out = []
     for start in range(0, len(queries), chunk):
-        scores = queries[start : start + chunk] @ candidates.T
+        # cosines shifted to [1, 3]: torchmetrics' reciprocal rank counts a relevant candidate only where its
+        # score is positive, which would drop the relevant candidates of negative cosine (the order is kept)
+        scores = queries[start : start + chunk] @ candidates.T + 2.0
         target = relevant[start : start + chunk].to(scores.device)
         indexes = torch.arange(len(scores), device=scores.device)[:, None].expand_as(scores)
         mrr = RetrievalMRR(empty_target_action="error", aggregation=_per_query, sync_on_compute=False)

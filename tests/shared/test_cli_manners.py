@@ -78,7 +78,7 @@ def test_an_unknown_command_is_one_error_listing_the_commands():
     assert done.returncode == 2
     assert error_lines(done.stderr) == [
         "avgen: error: unknown command 'frobnicate'; commands: "
-        "fit, validate, test, predict, pipeline, prepare, generate, slurm"
+        "fit, validate, test, predict, pipeline, prepare, generate, evaluate, compare, slurm"
     ]
 
 

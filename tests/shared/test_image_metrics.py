@@ -183,6 +183,22 @@ def test_fid_on_an_image_encoder_is_zero_for_the_same_set_and_grows_with_a_shift
     assert 0 < slightly < strongly
 
 
+def test_fid_features_are_what_update_accumulates_and_give_its_distance(tmp_path):
+    from shared.metrics import FrechetDistance
+
+    fid = ImageFID(load_clip_image_text(save_tiny_clip(tmp_path / "clip")))
+    generator = torch.Generator().manual_seed(3)
+    real, fake = (torch.rand(16, 3, 40, 64, generator=generator) * 2 - 1 for _ in range(2))
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    real_features, fake_features = fid.features(real), fid.features(fake)
+    torch.testing.assert_close(real_features.sum(0), fid.real_features_sum, rtol=1e-9, atol=1e-9)
+    distance = FrechetDistance(real_features.shape[1])
+    distance.update(real_features, real=True)
+    distance.update(fake_features, real=False)
+    assert distance.compute().item() == pytest.approx(fid.compute().item(), rel=1e-4)
+
+
 @pytest.fixture(scope="module")
 def inception_weights(tmp_path_factory):
     """torch-fidelity's Inception v3 with random weights (its own initialisation), saved as its weights file."""

@@ -35,6 +35,14 @@ def test_first_relevant_ranks_1_2_4_give_0_5833():
     assert plain.item() == pytest.approx(0.58333, abs=1e-5)
 
 
+def test_relevant_candidates_of_negative_cosine_still_rank():
+    # candidates at 120, 150, 180 degrees from the query: cosines -0.5, -0.87, -1; ranks 1, 2, 3
+    queries = _angles([0.0, 0.0, 0.0])
+    candidates = _angles([120.0, 150.0, 180.0])
+    relevant = torch.eye(3, dtype=torch.bool)
+    assert reciprocal_ranks(queries, candidates, relevant).tolist() == pytest.approx([1.0, 1 / 2, 1 / 3])
+
+
 def test_chance_level_formula():
     n = 50
     harmonic = sum(1 / r for r in range(1, n + 1))
