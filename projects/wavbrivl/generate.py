@@ -155,13 +155,18 @@ class WavBriVLGenerator(Generator):
 
 def add_options(parser) -> None:
     """The options of the WavBriVL generator, for `avgen generate --run` and `--project wavbrivl` alike."""
-    parser.add_argument("--vqgan", help="a toy VQGAN run or checkpoint, or taming's (default: see above)")
+    parser.add_argument(
+        "--vqgan",
+        help=f"a toy VQGAN run or checkpoint, or taming's (default: the toy_vqgan run beside --run, else {DEFAULT_VQGAN})",
+    )
     parser.add_argument("--image-tower", dest="image_tower", help="default: the run's image tower")
     parser.add_argument("--steps", type=int, default=GenerationSettings.steps)
     parser.add_argument("--cutouts", type=int, default=GenerationSettings.cutouts)
     parser.add_argument("--patience", type=int, help="stop after this many steps without a better similarity")
     parser.add_argument("--threshold", type=float, help="stop when the similarity reaches this")
-    parser.add_argument("--size", type=int, help="image side (default: see above)")
+    parser.add_argument(
+        "--size", type=int, help=f"image side (default: the toy VQGAN run's frame size, else {DEFAULT_SIZE})"
+    )
 
 
 def load_generator(
