@@ -87,6 +87,15 @@ def check_device(device: str) -> str:
     return device
 
 
+def check_stage(run: str | Path, classes: Sequence[str], stage: str) -> None:
+    """A UserError when a run's config names a model other than `classes` (a run of another stage of the
+    project, e.g. its codebook or VAE, given where the generating stage's run is needed)."""
+    model = run_config(run).get("model") or {}
+    class_path = model.get("class_path") if isinstance(model, dict) else None
+    if class_path and class_path.rsplit(".", 1)[-1] not in classes:
+        raise UserError(f"{run}: a run of {class_path}; generating needs {stage}")
+
+
 def default_device() -> str:
     import torch
 

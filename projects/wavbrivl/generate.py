@@ -36,7 +36,7 @@ from projects.wavbrivl.models.audio_tower import load_audio_tower
 from projects.wavbrivl.module_audio_tower import build_image_tower
 from projects.wavbrivl.module_vqgan import load_vqgan
 from shared.audio import load_audio
-from shared.generation import Generator, check_device, generate_to
+from shared.generation import Generator, check_device, check_stage, generate_to
 from shared.runs import UserError, run_checkpoint, run_config
 
 SAMPLE_RATE = 16_000
@@ -155,13 +155,18 @@ class WavBriVLGenerator(Generator):
 
 def add_options(parser) -> None:
     """The options of the WavBriVL generator, for `avgen generate --run` and `--project wavbrivl` alike."""
-    parser.add_argument("--vqgan", help="a toy VQGAN run or checkpoint, or taming's (default: see above)")
+    parser.add_argument(
+        "--vqgan",
+        help=f"a toy VQGAN run or checkpoint, or taming's (default: the toy_vqgan run beside --run, else {DEFAULT_VQGAN})",
+    )
     parser.add_argument("--image-tower", dest="image_tower", help="default: the run's image tower")
     parser.add_argument("--steps", type=int, default=GenerationSettings.steps)
     parser.add_argument("--cutouts", type=int, default=GenerationSettings.cutouts)
     parser.add_argument("--patience", type=int, help="stop after this many steps without a better similarity")
     parser.add_argument("--threshold", type=float, help="stop when the similarity reaches this")
-    parser.add_argument("--size", type=int, help="image side (default: see above)")
+    parser.add_argument(
+        "--size", type=int, help=f"image side (default: the toy VQGAN run's frame size, else {DEFAULT_SIZE})"
+    )
 
 
 def load_generator(
@@ -179,6 +184,10 @@ def load_generator(
     """The generator of an audio-tower run folder (or checkpoint file) with its image tower and a VQGAN."""
     check_device(device)
     run = Path(run)
+    if run.is_dir():
+        check_stage(
+            run, ["WavBriVLTraining"], "an audio-tower stage's run (runs/wavbrivl/toy_audio_tower/...)"
+        )
     vqgan_path = Path(vqgan) if vqgan else vqgan_beside(run)
     audio_tower = load_audio_tower(run)
     perceptor = load_image_tower_of(run, image_tower)

@@ -221,6 +221,17 @@ def test_bad_inputs_to_an_audio_to_image_run_are_one_line_errors(audiotoken_run,
         generator.generate([sounds / "a_low.wav"], tmp_path / "out", samples=0)
 
 
+def test_a_run_of_a_stage_that_does_not_generate_is_a_user_error(tmp_path):
+    run = write_config(tmp_path / "runs" / "audiotoken" / "toy_clip" / "default",
+                       {"model": {"class_path": "projects.audiotoken.module_clip.ToyCLIPTraining"}})  # fmt: skip
+    (run / "checkpoints").mkdir()
+    torch.save({"state_dict": {}}, run / "checkpoints" / "last.ckpt")
+    with pytest.raises(
+        UserError, match=f"{run}: a run of .*ToyCLIPTraining; generating needs an AudioToken stage"
+    ):
+        open_run(run)
+
+
 def test_the_help_of_a_run_lists_its_projects_options(audiotoken_run, capsys):
     with pytest.raises(SystemExit) as exit_info:
         commands.main(["generate", "--run", str(audiotoken_run), "--help"])
@@ -298,8 +309,15 @@ def test_videos_get_their_sound_muxed_in_with_a_wav_and_a_spectrogram(specvqgan_
 
 @pytest.fixture(scope="module")
 def gravo_placed(gravo_runs, tmp_path_factory) -> dict[str, Path]:  # noqa: F811 (the fixture imported above)
+    """The tiny Low and Up runs where `make train PROJECT=gravo` puts them, beside a VQ-VAE stage's run."""
     low, up = gravo_runs
-    return placed(tmp_path_factory.mktemp("gravo"), "gravo", {"toy_low_gravo": low, "toy_up": up})
+    root = tmp_path_factory.mktemp("gravo")
+    vqvae = write_config(
+        root / "vqvae_run", {"model": {"class_path": "projects.gravo.module_vqvae.WaveVQVAETraining"}}
+    )
+    (vqvae / "checkpoints").mkdir()
+    torch.save({"state_dict": {}}, vqvae / "checkpoints" / "last.ckpt")
+    return placed(root, "gravo", {"toy_low_gravo": low, "toy_up": up, "toy_vqvae": vqvae})
 
 
 def test_gravo_takes_images_and_videos_with_the_up_run_beside_its_low_run(gravo_placed, tmp_path):
@@ -349,6 +367,9 @@ def test_gravo_images_in_a_batch_sound_as_one_at_a_time(gravo_placed, tmp_path):
 def test_gravo_runs_the_door_cannot_use_are_one_line_errors(gravo_placed, gravo_runs, tmp_path):  # noqa: F811
     with pytest.raises(UserError, match=f"{gravo_placed['toy_up']}: an Up stage's run; give the Low stage's"):
         open_run(gravo_placed["toy_up"])
+    with pytest.raises(UserError, match=f"{gravo_placed['toy_vqvae']}: a run of projects.gravo.module_vqvae.WaveVQVAE"
+                       "Training; generating needs a Low prior stage's run"):  # fmt: skip
+        open_run(gravo_placed["toy_vqvae"])
     alone = placed(tmp_path, "gravo", {"toy_low_gravo": gravo_runs[0]})["toy_low_gravo"]
     with pytest.raises(UserError, match=f"{alone}: which Up run\\? .* found none; give --up"):
         open_run(alone)
