@@ -5,7 +5,7 @@
     avgen pipeline --project specvqgan              # all stages of a project's toy pipeline, in order
     avgen prepare --dataset vggsound --root ... --features mel   # feature caches, resumable, shardable
     avgen slurm --project tiva --exp default --nodes 2 --gpus 8  # write and submit an sbatch job
-    avgen generate --project specvqgan --video clip.mp4 --out clip_with_sound.mp4 --run runs/...
+    avgen generate --run runs/specvqgan/toy_sampler/default --input clips/ --out generated/
     avgen --debug generate ...                      # a mistake's full traceback instead of one line
 
 This module imports only what the command given needs, when it runs: `avgen --help` imports no torch,
@@ -58,24 +58,19 @@ def _slurm(args: list[str]) -> None:
 
 
 def _generate(args: list[str]) -> None:
-    """`avgen generate --project X ...`: hands the other arguments to `projects.X.generate.main`."""
-    from shared.discovery import project_module, projects_with
+    """`avgen generate --run R --input I --out O ...` (`shared.generation`); with `--project X`, the per-project
+    command of before: the other arguments go to `projects.X.generate.main`."""
+    from shared.discovery import project_module
 
-    parser = argparse.ArgumentParser(
-        prog="avgen generate",
-        add_help=False,
-        description=COMMANDS["generate"][0],
-        epilog="`avgen generate --project X --help` lists project X's options.",
-    )
-    parser.add_argument("--project", help=f"one of: {', '.join(projects_with('generate'))}")
-    parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--project")
     known, rest = parser.parse_known_args(args)
     if known.project is None:
-        if known.help:
-            parser.print_help()
-            return
-        parser.error("the following arguments are required: --project")
-    project_module(known.project, "generate").main([*rest, *(["--help"] if known.help else [])])
+        from shared.generation import main as generation_main
+
+        generation_main(args)
+        return
+    project_module(known.project, "generate").main(rest)
 
 
 # name -> (one-line description, runner of the command's arguments)
@@ -83,7 +78,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], None]]] = {
     **{name: (text, functools.partial(_lightning, name)) for name, text in LIGHTNING_COMMANDS.items()},
     "pipeline": ("every stage of a project's toy pipeline, in order (what `make train` runs)", _pipeline),
     "prepare": ("compute a dataset's feature caches once: resumable, parallel, shardable", _prepare),
-    "generate": ("sound for a video from a trained run (or an official checkpoint)", _generate),
+    "generate": ("sound for videos or images, images for sounds, from a trained run", _generate),
     "slurm": ("write the sbatch job of one training run and submit it", _slurm),
 }
 
