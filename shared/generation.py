@@ -24,7 +24,6 @@ kept for what the door does not do: official checkpoints without a run folder, o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import subprocess
@@ -78,7 +77,8 @@ class RunGenerator(Protocol):
 
 
 def check_device(device: str) -> str:
-    """`device` as given; a UserError when it names CUDA on a machine without it."""
+    """`device` as given; a UserError when it names CUDA on a machine without it (every project's loader
+    checks it before building anything)."""
     import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -116,6 +116,15 @@ class Generator:
         """For each input, for each of its stems (one per sample), the files written there."""
         raise NotImplementedError
 
+    def write_files(self, inputs: list[Path], stems: list[list[Path]], seed: int) -> list[list[dict[str, Path]]]:
+        """`write`, with a media file it cannot use (no audio track, corrupt) reported as the user's to fix."""
+        from shared.media import MediaError
+
+        try:
+            return self.write(inputs, stems, seed)
+        except MediaError as error:
+            raise UserError(str(error)) from error
+
     def direction_of(self, kind: str) -> str:
         """The direction of an input of `kind`: an image given to a video -> audio system is image -> audio."""
         return f"{kind}->audio" if self.direction.endswith("->audio") else self.direction
@@ -138,8 +147,7 @@ class Generator:
         with tqdm(total=len(inputs), unit="input", desc=f"generate ({self.project})") as progress:
             for start in range(0, len(inputs), self.batch_size):
                 batch = slice(start, start + self.batch_size)
-                with media_errors_as_user_errors():
-                    written = self.write(inputs[batch], stems[batch], seed)
+                written = self.write_files(inputs[batch], stems[batch], seed)
                 for path, files_of_samples in zip(inputs[batch], written, strict=True):
                     items += [
                         self.record(path, sample, samples, seed, files)
@@ -155,8 +163,7 @@ class Generator:
         kind = kind_of(path)
         if kind not in self.inputs:
             raise UserError(
-                f"{path}: {f'a {kind} file' if kind else 'not a file of a known kind'}; {self.project} takes "
-                f"{accepted(self.inputs)}"
+                f"{path}: {described(kind)}; {self.project} takes {accepted(self.inputs)}"
             )
 
     def record(
@@ -181,19 +188,14 @@ class Generator:
         return GeneratedItem(path, sample, dict(files), sidecar)
 
 
+def described(kind: str | None) -> str:
+    return {"audio": "an audio file", "image": "an image file", "video": "a video file"}.get(
+        kind, "not a file of a known kind"
+    )
+
+
 def accepted(kinds: Sequence[str]) -> str:
     return "; ".join(f"{kind} ({' '.join(KINDS[kind])})" for kind in kinds)
-
-
-@contextlib.contextmanager
-def media_errors_as_user_errors() -> Iterator[None]:
-    """A media file the door cannot use (no audio track, corrupt) is the user's to fix: one line, its path."""
-    from shared.media import MediaError
-
-    try:
-        yield
-    except MediaError as error:
-        raise UserError(str(error)) from error
 
 
 def check_out_dir(out_dir: Path, inputs: Sequence[Path]) -> None:
@@ -245,11 +247,7 @@ def collect_inputs(source: str | Path, kinds: Sequence[str]) -> tuple[list[Path]
     source = Path(source)
     if source.is_file():
         if kind_of(source) not in kinds:
-            kind = kind_of(source)
-            raise UserError(
-                f"{source}: {f'a {kind} file' if kind else 'not a file of a known kind'}; this run takes "
-                f"{accepted(kinds)}"
-            )
+            raise UserError(f"{source}: {described(kind_of(source))}; this run takes {accepted(kinds)}")
         return [source], []
     if not source.is_dir():
         raise UserError(f"{source}: no such file or folder")
@@ -306,7 +304,7 @@ def open_run(run: str | Path, device: str = "cpu", **options) -> RunGenerator:
     from shared.discovery import project_module
 
     project = project_of_run(run)
-    return project_module(project, "generate").load_generator(Path(run), check_device(device), **options)
+    return project_module(project, "generate").load_generator(Path(run), device, **options)
 
 
 COMMON = ("run", "input", "out", "device", "samples", "seed", "batch_size")
@@ -348,7 +346,7 @@ def main(argv: list[str]) -> list[GeneratedItem]:
         module = project_module(project, "generate")
     args = door_parser(project, module).parse_args(argv)
     options = {name: value for name, value in vars(args).items() if name not in COMMON}
-    device = check_device(args.device or default_device())
+    device = args.device or default_device()
     if not Path(args.input).exists():
         raise UserError(f"{args.input}: no such file or folder")
     generator = module.load_generator(Path(run), device, batch_size=args.batch_size, **options)

@@ -15,11 +15,17 @@ and looped or cut to `--seconds` (10 s, what the official inference feeds BEATs)
 `--guidance` 7.5, SD 1.4's PNDM scheduler (`--scheduler`), "a photo of <*>" plus `--suffix` (the official
 inference's was ", 4k, high resolution"), at SD's native size unless `--height` / `--width` say otherwise.
 Written: `--out` (png), or `<stem>_<i>.png` for each of several `--samples`.
+
+`avgen generate --run <run> --input <file or folder> --out <folder>` (`shared.generation`) uses the same
+`AudioTokenGenerator`: `--batch-size` sounds go through BEATs and Stable Diffusion together, every sample from
+its own random stream keyed by the input's name and the sample (`item_generators`), so a batch makes the same
+images as one sound at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -27,7 +33,7 @@ import torch
 from projects.audiotoken.models.pipeline import SCHEDULERS, AudioTokenPipeline, SamplingSettings
 from projects.audiotoken.models.stable_diffusion import load_stable_diffusion
 from shared.audio import load_audio
-from shared.media import MediaError
+from shared.generation import Generator, check_device
 from shared.runs import UserError, run_checkpoint, run_config
 from shared.transformer import item_generators
 
@@ -36,18 +42,21 @@ SAMPLE_RATE = 16_000
 
 def load_pipeline(
     run: str | None, embedder: str | None, beats: str | None, sd_root: str | None
-) -> AudioTokenPipeline:
-    """The inference pipeline from a run folder and/or the official files (see the module docstring)."""
+) -> tuple[AudioTokenPipeline, dict]:
+    """The inference pipeline from a run folder and/or the official files (see the module docstring), and the
+    files it was built from."""
     from projects.audiotoken.convert import load_official_beats, load_official_embedder
     from projects.audiotoken.module_audiotoken import load_embedder
 
     if run is not None:
         model = run_config(run)["model"]["init_args"]
         beats, sd_root = beats or model["beats_ckpt"], sd_root or model["sd_root"]
-        embedder_module = load_embedder(run_checkpoint(run))
+        embedder = run_checkpoint(run)
+        embedder_module = load_embedder(embedder)
     else:
         embedder_module = load_official_embedder(embedder)
-    return AudioTokenPipeline(load_official_beats(beats), embedder_module, load_stable_diffusion(sd_root))
+    pipeline = AudioTokenPipeline(load_official_beats(beats), embedder_module, load_stable_diffusion(sd_root))
+    return pipeline, {"embedder": str(embedder), "beats": str(beats), "sd_root": str(sd_root)}
 
 
 def native_size(pipeline: AudioTokenPipeline) -> int:
@@ -55,52 +64,49 @@ def native_size(pipeline: AudioTokenPipeline) -> int:
     return pipeline.unet.config.sample_size * pipeline.stable_diffusion.vae_scale_factor
 
 
-def generate(args: argparse.Namespace) -> list[Path]:
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: no CUDA device on this machine")
-    if args.run is None and None in (args.embedder, args.beats, args.sd_root):
-        raise UserError("give --run, or all of --embedder, --beats and --sd-root (the official release)")
-    source = Path(args.audio or args.video)
-    if not source.is_file():
-        raise UserError(f"{source}: no such file")
-    try:
-        wave = load_audio(source, SAMPLE_RATE, duration=args.seconds, loop=True)
-    except MediaError as error:
-        raise UserError(f"{source}: {error}") from error
-    pipeline = load_pipeline(args.run, args.embedder, args.beats, args.sd_root).to(args.device)
-    side = native_size(pipeline)
-    settings = SamplingSettings(
-        steps=args.steps,
-        guidance=args.guidance,
-        scheduler=args.scheduler,
-        suffix=args.suffix,
-        height=args.height or side,
-        width=args.width or side,
-    )
-    keys = [f"{source.name}/{i}" for i in range(args.samples)]
-    waves = wave[None].expand(args.samples, -1)
-    images = pipeline.generate(waves, settings, item_generators(args.seed, keys))
+class AudioTokenGenerator(Generator):
+    """Images from sounds (or a video's sound) with one AudioToken pipeline, a batch of sounds at a time."""
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, image in enumerate(images):
-        path = out if args.samples == 1 else out.with_name(f"{out.stem}_{i}{out.suffix or '.png'}")
-        image.save(path)
-        written.append(path)
-    return written
+    project, direction, inputs = "audiotoken", "audio->image", ("audio", "video")
+
+    def __init__(
+        self,
+        pipeline: AudioTokenPipeline,
+        sampling: SamplingSettings,
+        seconds: float,
+        files: dict,
+        run: Path | None,
+        batch_size: int = 1,
+    ):
+        super().__init__(run, Path(files["embedder"]), batch_size)
+        self.pipeline, self.sampling, self.seconds, self.files = pipeline, sampling, seconds, files
+
+    def settings(self) -> dict:
+        sampling = {k: v for k, v in dataclasses.asdict(self.sampling).items() if k != "seed"}
+        return {**sampling, "seconds": self.seconds, **self.files}
+
+    def write(self, inputs: list[Path], stems: list[list[Path]], seed: int) -> list[list[dict[str, Path]]]:
+        waves = [load_audio(path, SAMPLE_RATE, duration=self.seconds, loop=True) for path in inputs]
+        batch = torch.stack([wave for wave, samples in zip(waves, stems, strict=True) for _ in samples])
+        keys = [
+            f"{path.name}/{i}"
+            for path, samples in zip(inputs, stems, strict=True)
+            for i in range(len(samples))
+        ]
+        images = iter(self.pipeline.generate(batch, self.sampling, item_generators(seed, keys)))
+        written = []
+        for samples in stems:
+            written.append([])
+            for stem in samples:
+                stem.parent.mkdir(parents=True, exist_ok=True)
+                path = stem.with_suffix(".png")
+                next(images).save(path)
+                written[-1].append({"image": path})
+        return written
 
 
-def main(argv: list[str]) -> list[Path]:
-    parser = argparse.ArgumentParser(
-        prog="avgen generate --project audiotoken", description=__doc__.split("\n\n")[0]
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--audio", help="a sound file (wav, flac, mp3, ...)")
-    source.add_argument("--video", help="a video whose audio track is used (mp4, ...)")
-    parser.add_argument("--out", required=True, help="the image (png)")
-    parser.add_argument("--run", help="an AudioToken stage's run folder")
-    parser.add_argument("--embedder", help="the official embedder_learned_embeds.bin (without --run)")
+def add_options(parser) -> None:
+    """The options of the AudioToken generator, for `avgen generate --run` and `--project audiotoken` alike."""
     parser.add_argument("--beats", help="a BEATs checkpoint (official layout; default: the run's)")
     parser.add_argument(
         "--sd-root", dest="sd_root", help="an SD 1.x folder, diffusers layout (default: the run's)"
@@ -116,11 +122,64 @@ def main(argv: list[str]) -> list[Path]:
     )
     parser.add_argument("--height", type=int, help="default: SD's native size (512 for SD 1.x)")
     parser.add_argument("--width", type=int, help="default: SD's native size")
+
+
+def load_generator(
+    run: str | Path | None,
+    device: str = "cpu",
+    batch_size: int = 1,
+    embedder: str | None = None,
+    beats: str | None = None,
+    sd_root: str | None = None,
+    seconds: float = 10.0,
+    steps: int = 50,
+    guidance: float = 7.5,
+    scheduler: str = "pndm",
+    suffix: str = "",
+    height: int | None = None,
+    width: int | None = None,
+) -> AudioTokenGenerator:
+    """The generator of an AudioToken run folder (or, with `run` None, of the official `embedder`)."""
+    check_device(device)
+    if run is None and None in (embedder, beats, sd_root):
+        raise UserError("give --run, or all of --embedder, --beats and --sd-root (the official release)")
+    pipeline, files = load_pipeline(run, embedder, beats, sd_root)
+    pipeline = pipeline.to(device)
+    side = native_size(pipeline)
+    try:
+        sampling = SamplingSettings(
+            steps=steps, guidance=guidance, scheduler=scheduler, suffix=suffix, height=height or side,
+            width=width or side,
+        )  # fmt: skip
+    except ValueError as error:
+        raise UserError(f"sampling options: {error}") from error
+    return AudioTokenGenerator(pipeline, sampling, seconds, files, Path(run) if run else None, batch_size)
+
+
+def main(argv: list[str]) -> list[Path]:
+    parser = argparse.ArgumentParser(
+        prog="avgen generate --project audiotoken", description=__doc__.split("\n\n")[0]
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--audio", help="a sound file (wav, flac, mp3, ...)")
+    source.add_argument("--video", help="a video whose audio track is used (mp4, ...)")
+    parser.add_argument("--out", required=True, help="the image (png)")
+    parser.add_argument("--run", help="an AudioToken stage's run folder")
+    parser.add_argument("--embedder", help="the official embedder_learned_embeds.bin (without --run)")
+    add_options(parser)
     parser.add_argument("--samples", type=int, default=1, help="images per input (different noise)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    written = generate(args)
+    args = vars(parser.parse_args(argv))
+    audio, video, out = args.pop("audio"), args.pop("video"), Path(args.pop("out"))
+    samples, seed = args.pop("samples"), args.pop("seed")
+    generator = load_generator(**args)
+    source = Path(audio or video)
+    if not source.is_file():
+        raise UserError(f"{source}: no such file")
+    stem = out.with_suffix("")
+    stems = [stem] if samples == 1 else [stem.with_name(f"{stem.name}_{i}") for i in range(samples)]
+    written = [path for files in generator.write_files([source], [stems], seed)[0] for path in files.values()]
     for path in written:
         print(path)
     return written
