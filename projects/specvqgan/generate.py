@@ -24,6 +24,10 @@ samples, `<stem>_<i>.*` for each.
   of each window's own time span.
 - `--prime-seconds`: the first seconds of codes come from the video's real audio (the paper's priming).
 - The number of visual features (1, 5 or 212) is the sampler's, fixed by its training config.
+
+`avgen generate --run <sampler run> --input <file or folder> --out <folder>` (`shared.generation`) uses the
+same `SpecVQGANGenerator`, one video at a time (each video its own length and sliding visual condition; a
+video's samples are sampled together, `--chunk-size` at a time).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import argparse
 import dataclasses
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -39,8 +44,12 @@ from projects.specvqgan.models.sampler import CodeSampling, VisualCodeSampler
 from shared.audio import MelFrontEnd, load_audio, save_audio, save_mel_picture
 from shared.encoders import ResNetFeature, ResNetFrameFeatures
 from shared.encoders.frames import select_frames
+from shared.generation import Generator, check_device
 from shared.runs import UserError, run_checkpoint, run_config
 from shared.video import mux_audio, video_info
+
+if TYPE_CHECKING:
+    from projects.specvqgan.vocoder import Vocoder
 
 MEL_FRAMES_PER_COLUMN = 16
 
@@ -92,7 +101,7 @@ def official_data(sampler: VisualCodeSampler, config: str, resnet_weights: str) 
     return data
 
 
-def feature_extractor(data: dict) -> ResNetFrameFeatures | None:
+def feature_extractor(data: dict, device: str = "cpu") -> ResNetFrameFeatures | None:
     """The per-frame extractor of the sampler's training data; None for "No Feats" (no visual features)."""
     visual = data.get("visual")
     if not visual:
@@ -103,82 +112,172 @@ def feature_extractor(data: dict) -> ResNetFrameFeatures | None:
             "from precomputed files; generating from a video computes the features itself and supports "
             "shared.encoders.ResNetFeature only"
         )
-    return ResNetFeature(**visual.get("init_args", {})).model
+    return ResNetFeature(**{**visual.get("init_args", {}), "device": device}).model
 
 
-def sampling_settings(args: argparse.Namespace, defaults: CodeSampling) -> CodeSampling:
-    """The command line's sampling settings over `defaults` (the run's, or the official demo's)."""
-    overrides = {"top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature}
+def sampling_settings(defaults: CodeSampling, **overrides) -> CodeSampling:
+    """The command line's sampling settings (those not None) over `defaults` (the run's, or the official
+    demo's)."""
     try:
-        return dataclasses.replace(
-            defaults,
-            **{k: v for k, v in overrides.items() if v is not None},
-            samples_per_clip=args.samples,
-            chunk_size=args.chunk_size,
-            seed=args.seed,
-        )
+        return dataclasses.replace(defaults, **{k: v for k, v in overrides.items() if v is not None})
     except ValueError as error:  # an out-of-range option
         raise UserError(f"sampling options: {error}") from error
 
 
-def generate(args: argparse.Namespace) -> list[Path]:
-    if args.run:
-        sampler, data, defaults = load_run(Path(args.run))
+class SpecVQGANGenerator(Generator):
+    """Sound for videos with one sampler, codebook and vocoder: the video's frames -> codes -> mel -> wave."""
+
+    project, direction, inputs = "specvqgan", "video->audio", ("video",)
+
+    def __init__(
+        self,
+        sampler: VisualCodeSampler,
+        data: dict,
+        sampling: CodeSampling,
+        vocoder: Vocoder,
+        options: dict,
+        device: str,
+        run: Path | None,
+        checkpoint: Path | None,
+        batch_size: int = 1,
+    ):
+        super().__init__(run, checkpoint, batch_size)
+        self.sampler, self.data, self.sampling = sampler.to(device), data, sampling
+        self.vocoder, self.options, self.device = vocoder.to(device), options, device
+        self.extractor = feature_extractor(data, device)
+        self.front_end = MelFrontEnd.from_preset("specvqgan")
+
+    def settings(self) -> dict:
+        sampling = {
+            name: getattr(self.sampling, name) for name in ("top_k", "top_p", "temperature", "chunk_size")
+        }
+        visual = (self.data.get("visual") or {}).get("class_path")
+        return {**sampling, **self.options, "vocoder_kind": self.vocoder.kind, "visual_features": visual,
+                "n_feats": self.sampler.n_feats}  # fmt: skip
+
+    def write(self, inputs: list[Path], stems: list[list[Path]], seed: int) -> list[list[dict[str, Path]]]:
+        return [
+            self.write_video(video, video_stems, seed)
+            for video, video_stems in zip(inputs, stems, strict=True)
+        ]
+
+    def write_video(self, video: Path, stems: list[Path], seed: int) -> list[dict[str, Path]]:
+        """The samples of one video, sample i to `stems[i]` (.wav, .png and the muxed .mp4)."""
+        sampler, sampling = (
+            self.sampler,
+            dataclasses.replace(self.sampling, samples_per_clip=len(stems), seed=seed),
+        )
+        sr, hop = self.front_end.sample_rate, self.front_end.config.hop_length
+        rows, window = sampler.grid
+        seconds_per_column = MEL_FRAMES_PER_COLUMN * hop / sr
+        wanted = (
+            self.options["seconds"] if self.options["seconds"] is not None else video_info(video).duration
+        )
+        n_columns = max(1, math.floor(wanted / seconds_per_column))  # whole latent columns, at most `wanted`
+        seconds = max(n_columns * seconds_per_column, self.data.get("duration", 10.0))
+
+        feats = condition_at = None  # no features: "No Feats", one random vector per sample (`sample_items`)
+        if self.extractor is not None:
+            self.extractor.duration, self.extractor.loop = (
+                seconds + 1.0,
+                True,
+            )  # the whole span, short videos tiled
+            frames = self.extractor.extract(video).float().to(self.device)
+            data = self.data
+            condition = VisualCondition(frames, sampler.n_feats, data["feat_len"], data["feat_crop"], window)
+            feats = condition(0)
+            condition_at = lambda c: (condition(c), None)  # noqa: E731
+        prime = None
+        if self.options["prime_seconds"]:
+            wave = load_audio(video, sr, duration=window * seconds_per_column + 1.0, loop=True)
+            mel = self.front_end(wave[None])[:, None, :, : window * MEL_FRAMES_PER_COLUMN]
+            m = rows * min(window, math.floor(self.options["prime_seconds"] / seconds_per_column))
+            prime = sampler.encode(mel.to(self.device))[:, :m]
+
+        keys = [str(i) for i in range(len(stems))]
+        written = []
+        for items, codes in sampler.sample_items(
+            feats, None, keys, sampling, rows=[0] * len(keys), n_columns=n_columns, prime=prime,
+            condition_at=condition_at,
+        ):  # fmt: skip
+            mels = sampler.decode(codes).clamp(0, 1)[:, 0]
+            with torch.no_grad():
+                waves = self.vocoder(mels).cpu()
+            for stem, mel, wave in zip(stems[items], mels.cpu(), waves, strict=True):
+                stem.parent.mkdir(parents=True, exist_ok=True)
+                written.append(
+                    {
+                        "audio": save_audio(stem.with_suffix(".wav"), wave, sr),
+                        "spectrogram": save_mel_picture(mel, stem.with_suffix(".png")),
+                        "video": mux_audio(video, wave, sr, stem.with_suffix(".mp4")),
+                    }
+                )
+        return written
+
+
+def add_options(parser) -> None:
+    """The options of the SpecVQGAN generator, for `avgen generate --run` and `--project specvqgan` alike."""
+    parser.add_argument(
+        "--vocoder", default=None, help="MelGAN checkpoint or official folder; Griffin-Lim if unset"
+    )
+    parser.add_argument("--top-k", type=int, default=None, help="default: the run's (official: codes / 2)")
+    parser.add_argument("--top-p", type=float, default=None, help="default: the run's (official: none)")
+    parser.add_argument("--temperature", type=float, default=None, help="default: the run's (official: 1)")
+    parser.add_argument(
+        "--chunk-size", type=int, default=None, help="samples per sampler call (default: all)"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="length (default: the video's); longer than the window slides it",
+    )
+    parser.add_argument(
+        "--prime-seconds", type=float, default=0.0, help="seconds of real audio to prime with"
+    )
+
+
+def load_generator(
+    run: str | Path | None,
+    device: str = "cpu",
+    batch_size: int = 1,
+    official_ckpt: str | None = None,
+    official_config: str | None = None,
+    resnet_weights: str = "IMAGENET1K_V1",
+    vocoder: str | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    temperature: float | None = None,
+    chunk_size: int | None = None,
+    seconds: float | None = None,
+    prime_seconds: float = 0.0,
+) -> SpecVQGANGenerator:
+    """The generator of a sampler run folder (or, with `run` None, of an official transformer)."""
+    check_device(device)
+    if run is not None:
+        run = Path(run)
+        sampler, data, defaults = load_run(run)
+        checkpoint = run_checkpoint(run)
     else:
         from projects.specvqgan.convert import load_official
 
-        sampler = load_official(args.official_ckpt, args.official_config)
-        data = official_data(sampler, args.official_config, args.resnet_weights)
+        sampler = load_official(official_ckpt, official_config)
+        data = official_data(sampler, official_config, resnet_weights)
         defaults = CodeSampling(top_k=sampler.codebook.n_codes // 2)  # the official demo's top_x = n_e // 2
+        checkpoint = Path(official_ckpt)
     if sampler.cls_embedder is not None:
         raise UserError(
             "class-conditional samplers need a class id; this command conditions on the video only"
         )
-    sampling = sampling_settings(args, defaults)
+    sampling = sampling_settings(
+        defaults, top_k=top_k, top_p=top_p, temperature=temperature, chunk_size=chunk_size
+    )
     from projects.specvqgan.vocoder import load_vocoder
 
-    vocoder = load_vocoder(args.vocoder)
-    front_end = MelFrontEnd.from_preset("specvqgan")
-    sr, hop = front_end.sample_rate, front_end.config.hop_length
-    rows, window = sampler.grid
-    seconds_per_column = MEL_FRAMES_PER_COLUMN * hop / sr
-    wanted = args.seconds if args.seconds is not None else video_info(args.video).duration
-    n_columns = max(1, math.floor(wanted / seconds_per_column))  # whole latent columns, at most `wanted`
-    seconds = max(n_columns * seconds_per_column, data.get("duration", 10.0))
-
-    extractor = feature_extractor(data)
-    feats = condition_at = None  # no features: "No Feats", one random vector per sample (`sample_items`)
-    if extractor is not None:
-        extractor.duration, extractor.loop = seconds + 1.0, True  # the whole span, short videos tiled
-        frames = extractor.extract(args.video).float()
-        condition = VisualCondition(frames, sampler.n_feats, data["feat_len"], data["feat_crop"], window)
-        feats = condition(0)
-        condition_at = lambda c: (condition(c), None)  # noqa: E731
-    prime = None
-    if args.prime_seconds:
-        wave = load_audio(args.video, sr, duration=window * seconds_per_column + 1.0, loop=True)
-        mel = front_end(wave[None])[:, None, :, : window * MEL_FRAMES_PER_COLUMN]
-        m = rows * min(window, math.floor(args.prime_seconds / seconds_per_column))
-        prime = sampler.encode(mel)[:, :m]
-
-    out = Path(args.out)
-    keys = [str(i) for i in range(args.samples)]
-    written = []
-    for items, codes in sampler.sample_items(
-        feats, None, keys, sampling, rows=[0] * len(keys), n_columns=n_columns, prime=prime,
-        condition_at=condition_at,
-    ):  # fmt: skip
-        mels = sampler.decode(codes).clamp(0, 1)[:, 0]
-        with torch.no_grad():
-            waves = vocoder(mels)
-        for i, mel, wave in zip(range(items.start, items.stop), mels, waves, strict=True):
-            stem = out.with_suffix("") if args.samples == 1 else out.with_name(f"{out.stem}_{i}")
-            written += [
-                save_audio(stem.with_suffix(".wav"), wave, sr),
-                save_mel_picture(mel, stem.with_suffix(".png")),
-                mux_audio(args.video, wave, sr, stem.with_suffix(out.suffix or ".mp4")),
-            ]
-    return written
+    options = {"seconds": seconds, "prime_seconds": prime_seconds, "vocoder": vocoder}
+    return SpecVQGANGenerator(
+        sampler, data, sampling, load_vocoder(vocoder), options, device, run, checkpoint, batch_size
+    )
 
 
 def main(argv: list[str]) -> list[Path]:
@@ -196,32 +295,23 @@ def main(argv: list[str]) -> list[Path]:
         default="IMAGENET1K_V1",
         help="official ResNet-50 transformers: the ResNet-50 weights",
     )
-    parser.add_argument(
-        "--vocoder", default=None, help="MelGAN checkpoint or official folder; Griffin-Lim if unset"
-    )
-    parser.add_argument("--top-k", type=int, default=None, help="default: the run's (official: codes / 2)")
-    parser.add_argument("--top-p", type=float, default=None, help="default: the run's (official: none)")
-    parser.add_argument("--temperature", type=float, default=None, help="default: the run's (official: 1)")
+    add_options(parser)
     parser.add_argument("--samples", type=int, default=1)
-    parser.add_argument(
-        "--chunk-size", type=int, default=None, help="samples per sampler call (default: all)"
-    )
-    parser.add_argument(
-        "--seconds",
-        type=float,
-        default=None,
-        help="length (default: the video's); longer than the window slides it",
-    )
-    parser.add_argument(
-        "--prime-seconds", type=float, default=0.0, help="seconds of real audio to prime with"
-    )
     parser.add_argument(
         "--seed", type=int, default=0, help="seeds every sample's codes (and No Feats vector)"
     )
-    args = parser.parse_args(argv)
-    if args.official_ckpt and not args.official_config:
+    args = vars(parser.parse_args(argv))
+    if args["official_ckpt"] and not args["official_config"]:
         parser.error("--official-ckpt needs --official-config")
-    written = generate(args)
+    video, out, samples, seed = (args.pop(name) for name in ("video", "out", "samples", "seed"))
+    if samples < 1:
+        raise UserError(f"--samples {samples}: must be at least 1")
+    generator = load_generator(**args)
+    stem = Path(out).with_suffix("")
+    stems = [stem] if samples == 1 else [stem.with_name(f"{stem.name}_{i}") for i in range(samples)]
+    written = [
+        path for files in generator.write_files([Path(video)], [stems], seed)[0] for path in files.values()
+    ]
     for path in written:
         print(path)
     return written
