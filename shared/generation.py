@@ -37,7 +37,7 @@ from shared.runs import UserError, project_of, run_config
 
 # file suffixes of each kind of input (what PyAV, soundfile and PIL read)
 KINDS = {
-    "video": (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"),
+    "video": (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp"),
     "audio": (".wav", ".flac", ".mp3", ".ogg", ".oga", ".m4a", ".aac", ".opus"),
     "image": (".png", ".jpg", ".jpeg", ".bmp", ".webp"),
 }

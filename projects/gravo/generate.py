@@ -8,7 +8,9 @@ arXiv:2211.03089).
 
 `--run` is the Low prior: a run folder of a Low stage (Im2Wav's or GRAVO's; its config names the VQ-VAE
 checkpoint and the CLIP settings, its checkpoint best.ckpt else last.ckpt) or Im2Wav's official `low.tar`.
-`--up` is an Up stage's run folder or the official `up.tar`; `--vqvae` overrides the VQ-VAE (a checkpoint of
+`--up` is an Up stage's run folder or the official `up.tar`; by default the Up run beside a Low run folder
+(`runs/gravo/<experiment>/<version>` with an Up prior and the same version, the one of the same dataset prefix
+where there are several: `runs/gravo/toy_up/default` for `runs/gravo/toy_low_gravo/default`); `--vqvae` overrides the VQ-VAE (a checkpoint of
 the VQ-VAE stage or the official `vqvae.tar`; required with an official Low prior). With official files the
 frames are embedded by OpenAI's CLIP ViT-B/32 (`--clip`: an open_clip tag or a local checkpoint).
 
@@ -18,6 +20,11 @@ image is a clip of `--seconds` (4 s, as GRAVO uses ImageHear's images) of its on
 signal is told the clip lasts `--total-seconds` (10 s, Im2Wav's inference value), or the input's length when longer. Written: the wav
 and a spectrogram picture (`<stem>.wav`, `<stem>.png`) and, for a video, the video with the new sound
 (`--out`); with several samples, `<stem>_<i>.*` for each.
+
+`avgen generate --run <Low run> --input <file or folder> --out <folder>` (`shared.generation`) uses the same
+`GravoGenerator`: inputs of the same length (all the images; videos of the same duration) go through the
+priors together, `--batch-size` at a time, every sample from its own random stream keyed by the input's name
+and the sample (`item_generators`).
 """
 
 from __future__ import annotations
@@ -32,11 +39,37 @@ from projects.gravo.models.conditioning import DEFAULT_TOTAL_LENGTH, SAMPLE_RATE
 from projects.gravo.models.pipeline import FPS, GravoPipeline, SamplingSettings
 from shared.audio import MelFrontEnd, save_audio, save_mel_picture
 from shared.encoders.clip_embeddings import CLIPEmbeddingFeature, pad_with_last
+from shared.generation import Generator, check_device, kind_of
 from shared.runs import UserError, build_module, run_checkpoint, run_config
 from shared.transformer import item_generators
 from shared.video import mux_audio, video_info
 
 OFFICIAL_CLIP = {"model_name": "ViT-B-32", "pretrained": "openai"}
+
+
+def _prior_class(run: Path) -> str:
+    return run_config(run)["model"]["init_args"]["prior"]["class_path"]
+
+
+def up_beside(low: Path) -> Path:
+    """The Up stage's run folder beside a Low stage's: `<runs>/<experiment>/<version>` of the same version whose
+    prior is an Up prior; of several, the one whose experiment starts as the Low run's (toy_, vggsound_)."""
+    candidates = [
+        folder
+        for folder in sorted(low.parent.parent.glob(f"*/{low.name}"))
+        if folder.name == low.name and folder.parent != low.parent and (folder / "config.yaml").is_file()
+        and _prior_class(folder).endswith("UpPrior")
+    ]  # fmt: skip
+    if len(candidates) > 1:
+        prefix = low.parent.name.split("_")[0] + "_"
+        candidates = [folder for folder in candidates if folder.parent.name.startswith(prefix)] or candidates
+    if len(candidates) != 1:
+        found = f"several: {', '.join(map(str, candidates))}" if candidates else "none"
+        raise UserError(
+            f"{low}: which Up run? looked for one beside it ({low.parent.parent}/*/{low.name} with an Up prior) "
+            f"and found {found}; give --up (an Up stage's run folder or the official up.tar)"
+        )
+    return candidates[0]
 
 
 def _prior_from_run(run: Path) -> tuple[nn.Module, dict, dict]:
@@ -55,10 +88,18 @@ def _official(path: Path, kind: str):
     return load_official(path, kind=kind)
 
 
-def load_parts(run: str, up: str, vqvae: str | None, clip: str | None) -> tuple[GravoPipeline, dict]:
-    """The inference pipeline and the CLIP feature settings from run folders and/or official files."""
-    run_path, up_path = Path(run), Path(up)
+def load_parts(
+    run: str | Path, up: str | Path | None, vqvae: str | None, clip: str | None
+) -> tuple[GravoPipeline, dict, dict]:
+    """The inference pipeline, the CLIP feature settings and the files it was built from, from run folders
+    and/or official files."""
+    run_path = Path(run)
     if run_path.suffix != ".tar":  # a run folder (run_checkpoint names one that is missing)
+        run_checkpoint(run_path)
+        if _prior_class(run_path).endswith("UpPrior"):
+            raise UserError(
+                f"{run_path}: an Up stage's run; give the Low stage's run (--run) and this as --up"
+            )
         low, model, data = _prior_from_run(run_path)
         vqvae = vqvae or model["vqvae_ckpt"]
         clip_settings = data["clip"].get("init_args", {})
@@ -66,6 +107,11 @@ def load_parts(run: str, up: str, vqvae: str | None, clip: str | None) -> tuple[
         low, clip_settings = _official(run_path, "low"), dict(OFFICIAL_CLIP)
         if vqvae is None:
             raise UserError(f"{run_path}: an official Low prior needs --vqvae (the official vqvae.tar)")
+    if up is None:
+        if run_path.suffix == ".tar":
+            raise UserError(f"{run_path}: an official Low prior needs --up (the official up.tar)")
+        up = up_beside(run_path)
+    up_path = Path(up)
     up_prior = _official(up_path, "up") if up_path.suffix == ".tar" else _prior_from_run(up_path)[0]
     vqvae_path = Path(vqvae)
     if vqvae_path.suffix == ".tar":
@@ -76,7 +122,8 @@ def load_parts(run: str, up: str, vqvae: str | None, clip: str | None) -> tuple[
         vqvae_model = load_vqvae(vqvae_path)
     if clip is not None:
         clip_settings = {**clip_settings, "pretrained": clip}
-    return GravoPipeline(vqvae_model, low, up_prior).eval(), clip_settings
+    files = {"up": str(up_path), "vqvae": str(vqvae_path)}
+    return GravoPipeline(vqvae_model, low, up_prior).eval(), clip_settings, files
 
 
 def spectrogram_picture(wave: torch.Tensor) -> torch.Tensor:
@@ -85,55 +132,82 @@ def spectrogram_picture(wave: torch.Tensor) -> torch.Tensor:
     return ((logmel - logmel.max() + 8) / 8).clamp(0, 1)
 
 
-def generate(args: argparse.Namespace) -> list[Path]:
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: no CUDA device on this machine")
-    pipeline, clip_settings = load_parts(args.run, args.up, args.vqvae, args.clip)
-    pipeline = pipeline.to(args.device)
-    source = args.video or args.image
-    if not Path(source).is_file():
-        raise UserError(f"{source}: no such file")
-    seconds = video_info(source).duration if args.video else args.seconds
-    feature = CLIPEmbeddingFeature(**{**clip_settings, "fps": FPS, "device": args.device})
-    frames = feature.extract(source).float()
-    n_frames = max(1, int(seconds * FPS))
-    frames = pad_with_last(frames, n_frames)[:n_frames] if args.video else frames.expand(n_frames, -1)
-    overrides = {name: getattr(args, name) for name in ("guidance_scale", "temperature", "top_k", "top_p")}
-    settings = SamplingSettings(
-        samples=args.samples,
-        total_length=round(args.total_seconds * SAMPLE_RATE),
-        **{name: value for name, value in overrides.items() if value is not None},
+class GravoGenerator(Generator):
+    """Sound for videos and images with one GRAVO (or Im2Wav) pipeline: CLIP frames -> Low -> Up -> VQ-VAE."""
+
+    project, direction, inputs = "gravo", "video->audio", ("video", "image")
+
+    def __init__(
+        self,
+        pipeline: GravoPipeline,
+        clip_settings: dict,
+        sampling: SamplingSettings,
+        options: dict,
+        device: str,
+        run: Path,
+        checkpoint: Path,
+        batch_size: int = 1,
+    ):
+        super().__init__(run, checkpoint, batch_size)
+        self.pipeline, self.sampling, self.options, self.device = (
+            pipeline.to(device),
+            sampling,
+            options,
+            device,
+        )
+        self.clip_settings = clip_settings
+        self.feature = CLIPEmbeddingFeature(**{**clip_settings, "fps": FPS, "device": device})
+
+    def settings(self) -> dict:
+        sampling = {
+            name: getattr(self.sampling, name) for name in ("guidance_scale", "temperature", "top_k", "top_p")
+        }
+        return {**sampling, **self.options, "clip": self.clip_settings}
+
+    def frames(self, source: Path) -> tuple[torch.Tensor, float]:
+        """The per-frame CLIP embeddings [n, 512] of a video (at 30 fps, over its whole length) or of an image
+        (its one embedding for `--seconds`), and the seconds of sound they ask for."""
+        is_video = kind_of(source) == "video"
+        seconds = video_info(source).duration if is_video else self.options["seconds"]
+        frames = self.feature.extract(source).float()
+        n_frames = max(1, int(seconds * FPS))
+        frames = pad_with_last(frames, n_frames)[:n_frames] if is_video else frames.expand(n_frames, -1)
+        return frames, seconds
+
+    def write(self, inputs: list[Path], stems: list[list[Path]], seed: int) -> list[list[dict[str, Path]]]:
+        """Inputs of the same length in one call of the pipeline, each sample its own row."""
+        frames = [self.frames(source) for source in inputs]
+        rate = self.pipeline.sample_rate
+        lengths = [round(seconds * rate) for _, seconds in frames]
+        written: list[list[dict[str, Path]]] = [[] for _ in inputs]
+        for length in dict.fromkeys(lengths):
+            group = [i for i, n in enumerate(lengths) if n == length]
+            rows = [(i, s) for i in group for s in range(len(stems[i]))]
+            batch = torch.stack([frames[i][0] for i, _ in rows]).to(self.device)
+            keys = [f"{inputs[i].name}/{s}" for i, s in rows]
+            waves = self.pipeline.generate(batch, length, self.sampling, item_generators(seed, keys)).cpu()
+            for (i, s), wave in zip(rows, waves, strict=True):
+                written[i].append(self.save(inputs[i], stems[i][s], wave))
+        return written
+
+    def save(self, source: Path, stem: Path, wave: torch.Tensor) -> dict[str, Path]:
+        """The wav and its spectrogram picture at `stem`, and for a video the video with the sound."""
+        rate = self.pipeline.sample_rate
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        files = {
+            "audio": save_audio(stem.with_suffix(".wav"), wave, rate),
+            "spectrogram": save_mel_picture(spectrogram_picture(wave), stem.with_suffix(".png")),
+        }
+        if kind_of(source) == "video":
+            files["video"] = mux_audio(source, wave, rate, stem.with_suffix(".mp4"))
+        return files
+
+
+def add_options(parser) -> None:
+    """The options of the GRAVO generator, for `avgen generate --run` and `--project gravo` alike."""
+    parser.add_argument(
+        "--up", help="an Up stage's run folder or the official up.tar (default: the Up run beside --run)"
     )
-    length = round(seconds * pipeline.sample_rate)
-    keys = [f"{Path(source).name}/{i}" for i in range(settings.samples)]
-    batch = frames[None].expand(settings.samples, -1, -1).to(args.device)
-    waves = pipeline.generate(batch, length, settings, item_generators(args.seed, keys)).cpu()
-
-    out = Path(args.out)
-    written = []
-    for i, wave in enumerate(waves):
-        stem = out.with_suffix("") if settings.samples == 1 else out.with_name(f"{out.stem}_{i}")
-        written += [
-            save_audio(stem.with_suffix(".wav"), wave, pipeline.sample_rate),
-            save_mel_picture(spectrogram_picture(wave), stem.with_suffix(".png")),
-        ]
-        if args.video:
-            written.append(
-                mux_audio(source, wave, pipeline.sample_rate, stem.with_suffix(out.suffix or ".mp4"))
-            )
-    return written
-
-
-def main(argv: list[str]) -> list[Path]:
-    parser = argparse.ArgumentParser(
-        prog="avgen generate --project gravo", description=__doc__.split("\n\n")[0]
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--video", help="an mp4 (or any video PyAV reads)")
-    source.add_argument("--image", help="a still image (png, jpg)")
-    parser.add_argument("--out", required=True, help="the muxed video (or, for an image, the wav)")
-    parser.add_argument("--run", required=True, help="a Low stage's run folder or the official low.tar")
-    parser.add_argument("--up", required=True, help="an Up stage's run folder or the official up.tar")
     parser.add_argument(
         "--vqvae", help="the VQ-VAE: a VQ-VAE stage checkpoint or vqvae.tar (default: the run's)"
     )
@@ -153,11 +227,65 @@ def main(argv: list[str]) -> list[Path]:
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--top-k", dest="top_k", type=int)
     parser.add_argument("--top-p", dest="top_p", type=float)
+
+
+def load_generator(
+    run: str | Path,
+    device: str = "cpu",
+    batch_size: int = 1,
+    up: str | None = None,
+    vqvae: str | None = None,
+    clip: str | None = None,
+    seconds: float = 4.0,
+    total_seconds: float = DEFAULT_TOTAL_LENGTH / SAMPLE_RATE,
+    guidance_scale: float | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> GravoGenerator:
+    """The generator of a Low stage's run folder (or Im2Wav's official low.tar) with its Up prior."""
+    check_device(device)
+    pipeline, clip_settings, files = load_parts(run, up, vqvae, clip)
+    overrides = {"guidance_scale": guidance_scale, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    sampling = SamplingSettings(
+        total_length=round(total_seconds * SAMPLE_RATE),
+        **{name: value for name, value in overrides.items() if value is not None},
+    )
+    run = Path(run)
+    checkpoint = run if run.suffix == ".tar" else run_checkpoint(run)
+    options = {"seconds": seconds, "total_seconds": total_seconds, **files}
+    return GravoGenerator(
+        pipeline, clip_settings, sampling, options, device, None if run.suffix == ".tar" else run, checkpoint,
+        batch_size,
+    )  # fmt: skip
+
+
+def main(argv: list[str]) -> list[Path]:
+    parser = argparse.ArgumentParser(
+        prog="avgen generate --project gravo", description=__doc__.split("\n\n")[0]
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", help="an mp4 (or any video PyAV reads)")
+    source.add_argument("--image", help="a still image (png, jpg)")
+    parser.add_argument("--out", required=True, help="the muxed video (or, for an image, the wav)")
+    parser.add_argument("--run", required=True, help="a Low stage's run folder or the official low.tar")
+    add_options(parser)
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    args = parser.parse_args(argv)
-    written = generate(args)
+    args = vars(parser.parse_args(argv))
+    video, image, out, samples, seed = (
+        args.pop(name) for name in ("video", "image", "out", "samples", "seed")
+    )
+    if samples < 1:
+        raise UserError(f"--samples {samples}: must be at least 1")
+    generator = load_generator(**args)
+    source = Path(video or image)
+    if not source.is_file():
+        raise UserError(f"{source}: no such file")
+    stem = Path(out).with_suffix("")
+    stems = [stem] if samples == 1 else [stem.with_name(f"{stem.name}_{i}") for i in range(samples)]
+    written = [path for files in generator.write_files([source], [stems], seed)[0] for path in files.values()]
     for path in written:
         print(path)
     return written
