@@ -120,9 +120,10 @@ def run_label(runs_root: str | Path, run: Path) -> str:
     return str(run.relative_to(Path(runs_root) / run.parent.parent.name))
 
 
-def toy_examples(toy_root: str | Path, kinds: tuple[str, ...]) -> list[Path]:
+def toy_examples(toy_root: str | Path, kinds: tuple[str, ...]) -> list[tuple[Path, str]]:
     """A few test clips of the toy set (`shared.data.toy`), of distinct classes, in each kind the project takes:
-    the clip (video), its sound (audio) or an event frame (image). Empty when the toy set is not there."""
+    the clip (video), its sound (audio) or an event frame (image), each with a caption naming its class. Empty
+    when the toy set is not there."""
     import csv
 
     toy_root = Path(toy_root)
@@ -134,14 +135,21 @@ def toy_examples(toy_root: str | Path, kinds: tuple[str, ...]) -> list[Path]:
         for row in csv.DictReader(rows):
             if row["split"] == "test":
                 firsts.setdefault(row["label"], row["clip_id"])
-    clip_ids = list(firsts.values())[:EXAMPLES_PER_KIND]
+    clips = list(firsts.items())[:EXAMPLES_PER_KIND]
     slugs = sorted(path.name for path in (toy_root / "imagehear").glob("*") if path.is_dir())
-    files = {
-        "video": [toy_root / "vggsound" / "video" / f"{clip_id}.mp4" for clip_id in clip_ids],
-        "audio": [toy_root / "vggsound" / "audio" / f"{clip_id}.wav" for clip_id in clip_ids],
-        "image": [toy_root / "imagehear" / slug / "00.jpg" for slug in slugs[:EXAMPLES_PER_KIND]],
+    examples = {
+        "video": [
+            (toy_root / "vggsound" / "video" / f"{clip}.mp4", f"{label} (video)") for label, clip in clips
+        ],
+        "audio": [
+            (toy_root / "vggsound" / "audio" / f"{clip}.wav", f"{label} (sound)") for label, clip in clips
+        ],
+        "image": [
+            (toy_root / "imagehear" / slug / "00.jpg", f"{slug.replace('_', ' ')} (picture)")
+            for slug in slugs[:EXAMPLES_PER_KIND]
+        ],
     }
-    return [path for kind in kinds for path in files[kind] if path.is_file()]
+    return [(path, caption) for kind in kinds for path, caption in examples[kind] if path.is_file()]
 
 
 def project_options(project: str, args: str = "") -> dict:
@@ -269,7 +277,11 @@ def _result_components(project: Project) -> list:
             ]
         media.append(gr.Image(label="its spectrogram", type="filepath", elem_id=f"{name}-spectrogram"))
     else:
-        media = [gr.Image(label="the image", type="filepath", elem_id=f"{name}-image", interactive=False)]
+        media = [
+            gr.Image(
+                label="the image", type="filepath", elem_id=f"{name}-image", interactive=False, height=320
+            )
+        ]
     note = gr.Markdown(elem_id=f"{name}-note")
     with gr.Accordion("how it was made (JSON sidecar)", open=False):
         about = gr.JSON(elem_id=f"{name}-sidecar")
@@ -321,7 +333,12 @@ def _tab(
                 )
                 examples = toy_examples(toy_root, project.inputs)
                 if examples:
-                    gr.Examples([[str(path)] for path in examples], inputs=[upload], label="toy examples")
+                    gr.Examples(
+                        [[str(path)] for path, _ in examples],
+                        inputs=[upload],
+                        label="toy examples",
+                        example_labels=[caption for _, caption in examples],
+                    )
                 seed = gr.Number(value=0, precision=0, label="seed", elem_id=f"{name}-seed")
                 button = gr.Button("generate", variant="primary", elem_id=f"{name}-generate")
             with gr.Column():
@@ -336,17 +353,25 @@ def build_demo(
     out_root: str | Path,
     device: str,
     options: dict[str, dict] | None = None,
+    projects: tuple[str, ...] = PROJECTS,
 ) -> gr.Blocks:
-    """The page: a tab per project that has a generator; `options`: each project's generator options
-    (`project_options`), its defaults for a project not named."""
+    """The page: a tab for each of `projects`; `options`: each project's generator options (`project_options`),
+    its defaults for a project not named."""
     from shared.discovery import projects_with
 
     runs_root, toy_root, out_root = Path(runs_root), Path(toy_root), Path(out_root)
     available = projects_with("generate")
-    projects = [project_facts(name) for name in PROJECTS if name in available]
+    unknown = [name for name in projects if name not in available]
+    if unknown:
+        raise UserError(
+            f"--projects: no generator for {', '.join(unknown)}; projects: {', '.join(available)}"
+        )
+    tabs = [project_facts(name) for name in projects]
     generators = Generators(options)
     # Gradio's default theme loads its font from Google's servers; the fonts it ships need no network
-    theme = gr.themes.Default(font=[gr.themes.LocalFont("IBM Plex Sans"), "ui-sans-serif", "sans-serif"])
+    theme = gr.themes.Default(
+        font=[gr.themes.utils.fonts.LocalFont("IBM Plex Sans"), "ui-sans-serif", "sans-serif"]
+    )
     with gr.Blocks(
         title="avgen demo", theme=theme, analytics_enabled=False, delete_cache=(3600, 3600)
     ) as demo:
@@ -355,7 +380,7 @@ def build_demo(
             f"Five papers' systems on one stack, each on its runs under `{runs_root}` (device: {device})."
         )
         with gr.Tabs():
-            for project in projects:
+            for project in tabs:
                 _tab(project, runs_root, toy_root, out_root, generators, device)
     return demo
 
@@ -377,11 +402,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("PROJECT", "ARGS"),
         help='a project\'s generator options as `avgen generate --run` takes them, e.g. --options audiotoken "--steps 20"',
     )
+    parser.add_argument(
+        "--projects", nargs="+", default=list(PROJECTS), help=f"the tabs (default: {' '.join(PROJECTS)})"
+    )
     args = parser.parse_args(argv)
     device = check_device(args.device or default_device())
     options = {project: project_options(project, text) for project, text in args.options}
     with tempfile.TemporaryDirectory(prefix="avgen-demo-") as out_root:
-        demo = build_demo(args.runs, args.toy, out_root, device, options)
+        demo = build_demo(args.runs, args.toy, out_root, device, options, tuple(args.projects))
         allowed = [str(Path(args.toy).resolve())] if Path(args.toy).is_dir() else []
         demo.queue().launch(
             server_name=args.host, server_port=args.port, share=False, show_api=False, allowed_paths=allowed

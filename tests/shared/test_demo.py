@@ -53,16 +53,19 @@ def test_toy_examples_are_test_clips_of_distinct_classes_in_each_kind_taken(toy_
     with (toy_root / "events.csv").open(newline="") as rows:
         clips = {row["clip_id"]: row for row in csv.DictReader(rows)}
     examples = demo.toy_examples(toy_root, ("audio", "video"))
-    assert [path.suffix for path in examples] == [".wav"] * 3 + [".mp4"] * 3
-    assert all(path.is_file() for path in examples)
-    assert [path.stem for path in examples[:3]] == [
-        path.stem for path in examples[3:]
-    ]  # a clip and its sound
-    assert all(clips[path.stem]["split"] == "test" for path in examples)
-    assert len({clips[path.stem]["label"] for path in examples}) == 3
+    paths = [path for path, _ in examples]
+    assert [path.suffix for path in paths] == [".wav"] * 3 + [".mp4"] * 3
+    assert all(path.is_file() for path in paths)
+    assert [path.stem for path in paths[:3]] == [path.stem for path in paths[3:]]  # a clip and its sound
+    assert all(clips[path.stem]["split"] == "test" for path in paths)
+    assert len({clips[path.stem]["label"] for path in paths}) == 3
+    assert [caption for _, caption in examples] == [
+        f"{clips[path.stem]['label']} ({'sound' if path.suffix == '.wav' else 'video'})" for path in paths
+    ]
     images = demo.toy_examples(toy_root, ("image",))
-    assert len(images) == 3 and len({path.parent.name for path in images}) == 3
-    assert all(Image.open(path).format == "JPEG" for path in images)
+    assert len(images) == 3 and len({path.parent.name for path, _ in images}) == 3
+    assert all(Image.open(path).format == "JPEG" for path, _ in images)
+    assert all(caption == f"{path.parent.name.replace('_', ' ')} (picture)" for path, caption in images)
     assert demo.toy_examples(tmp_path / "no_toy_set", ("video",)) == []
 
 
