@@ -116,7 +116,9 @@ class Generator:
         """For each input, for each of its stems (one per sample), the files written there."""
         raise NotImplementedError
 
-    def write_files(self, inputs: list[Path], stems: list[list[Path]], seed: int) -> list[list[dict[str, Path]]]:
+    def write_files(
+        self, inputs: list[Path], stems: list[list[Path]], seed: int
+    ) -> list[list[dict[str, Path]]]:
         """`write`, with a media file it cannot use (no audio track, corrupt) reported as the user's to fix."""
         from shared.media import MediaError
 
@@ -162,9 +164,7 @@ class Generator:
             raise UserError(f"{path}: no such file")
         kind = kind_of(path)
         if kind not in self.inputs:
-            raise UserError(
-                f"{path}: {described(kind)}; {self.project} takes {accepted(self.inputs)}"
-            )
+            raise UserError(f"{path}: {described(kind)}; {self.project} takes {accepted(self.inputs)}")
 
     def record(
         self, path: Path, sample: int, samples: int, seed: int, files: dict[str, Path]
@@ -192,6 +192,23 @@ def described(kind: str | None) -> str:
     return {"audio": "an audio file", "image": "an image file", "video": "a video file"}.get(
         kind, "not a file of a known kind"
     )
+
+
+def generate_to(generator: Generator, source: Path, out: Path, samples: int = 1, seed: int = 0) -> list[Path]:
+    """The per-project commands' path (`avgen generate --project <p>`): one input's samples at the stem of
+    `out` (`<stem>.*` for one sample, `<stem>_<i>.*` for several), no sidecar; every file written, printed."""
+    if not Path(source).is_file():
+        raise UserError(f"{source}: no such file")
+    if samples < 1:
+        raise UserError(f"--samples {samples}: must be at least 1")
+    stem = Path(out).with_suffix("")
+    stems = [stem] if samples == 1 else [stem.with_name(f"{stem.name}_{i}") for i in range(samples)]
+    written = [
+        path for files in generator.write_files([Path(source)], [stems], seed)[0] for path in files.values()
+    ]
+    for path in written:
+        print(path)
+    return written
 
 
 def accepted(kinds: Sequence[str]) -> str:

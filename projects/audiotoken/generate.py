@@ -33,7 +33,7 @@ import torch
 from projects.audiotoken.models.pipeline import SCHEDULERS, AudioTokenPipeline, SamplingSettings
 from projects.audiotoken.models.stable_diffusion import load_stable_diffusion
 from shared.audio import load_audio
-from shared.generation import Generator, check_device
+from shared.generation import Generator, check_device, generate_to
 from shared.runs import UserError, run_checkpoint, run_config
 from shared.transformer import item_generators
 
@@ -175,11 +175,4 @@ def main(argv: list[str]) -> list[Path]:
     samples, seed = args.pop("samples"), args.pop("seed")
     generator = load_generator(**args)
     source = Path(audio or video)
-    if not source.is_file():
-        raise UserError(f"{source}: no such file")
-    stem = out.with_suffix("")
-    stems = [stem] if samples == 1 else [stem.with_name(f"{stem.name}_{i}") for i in range(samples)]
-    written = [path for files in generator.write_files([source], [stems], seed)[0] for path in files.values()]
-    for path in written:
-        print(path)
-    return written
+    return generate_to(generator, source, Path(out), samples, seed)

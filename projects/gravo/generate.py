@@ -39,7 +39,7 @@ from projects.gravo.models.conditioning import DEFAULT_TOTAL_LENGTH, SAMPLE_RATE
 from projects.gravo.models.pipeline import FPS, GravoPipeline, SamplingSettings
 from shared.audio import MelFrontEnd, save_audio, save_mel_picture
 from shared.encoders.clip_embeddings import CLIPEmbeddingFeature, pad_with_last
-from shared.generation import Generator, check_device, kind_of
+from shared.generation import Generator, check_device, generate_to, kind_of
 from shared.runs import UserError, build_module, run_checkpoint, run_config
 from shared.transformer import item_generators
 from shared.video import mux_audio, video_info
@@ -277,15 +277,6 @@ def main(argv: list[str]) -> list[Path]:
     video, image, out, samples, seed = (
         args.pop(name) for name in ("video", "image", "out", "samples", "seed")
     )
-    if samples < 1:
-        raise UserError(f"--samples {samples}: must be at least 1")
     generator = load_generator(**args)
     source = Path(video or image)
-    if not source.is_file():
-        raise UserError(f"{source}: no such file")
-    stem = Path(out).with_suffix("")
-    stems = [stem] if samples == 1 else [stem.with_name(f"{stem.name}_{i}") for i in range(samples)]
-    written = [path for files in generator.write_files([source], [stems], seed)[0] for path in files.values()]
-    for path in written:
-        print(path)
-    return written
+    return generate_to(generator, source, Path(out), samples, seed)

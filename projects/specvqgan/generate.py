@@ -44,7 +44,7 @@ from projects.specvqgan.models.sampler import CodeSampling, VisualCodeSampler
 from shared.audio import MelFrontEnd, load_audio, save_audio, save_mel_picture
 from shared.encoders import ResNetFeature, ResNetFrameFeatures
 from shared.encoders.frames import select_frames
-from shared.generation import Generator, check_device
+from shared.generation import Generator, check_device, generate_to
 from shared.runs import UserError, run_checkpoint, run_config
 from shared.video import mux_audio, video_info
 
@@ -304,14 +304,5 @@ def main(argv: list[str]) -> list[Path]:
     if args["official_ckpt"] and not args["official_config"]:
         parser.error("--official-ckpt needs --official-config")
     video, out, samples, seed = (args.pop(name) for name in ("video", "out", "samples", "seed"))
-    if samples < 1:
-        raise UserError(f"--samples {samples}: must be at least 1")
     generator = load_generator(**args)
-    stem = Path(out).with_suffix("")
-    stems = [stem] if samples == 1 else [stem.with_name(f"{stem.name}_{i}") for i in range(samples)]
-    written = [
-        path for files in generator.write_files([Path(video)], [stems], seed)[0] for path in files.values()
-    ]
-    for path in written:
-        print(path)
-    return written
+    return generate_to(generator, Path(video), Path(out), samples, seed)

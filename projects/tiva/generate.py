@@ -18,11 +18,16 @@ run's settings), decoded by the VAE, vocoded, put end to end and cut at the vide
 `--out`: `<stem>.wav`, `<stem>.png` (T's layout above the generated log-mel, both on the same time axis) and
 the video with the sound as its audio track, all as long as the video; with several samples,
 `<stem>_<i>.*` for each.
+
+`avgen generate --run <run> --input <file or folder> --out <folder>` (`shared.generation`) uses the same
+`TiVAGenerator`, one video at a time (a video's windows and samples go through the sampler together; its noise
+comes from one generator seeded by `--seed`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +46,7 @@ from projects.tiva.models import (
 from projects.tiva.pictures import above, layout_picture, mel_picture
 from shared.audio import save_audio, save_mel_picture
 from shared.encoders import CLIPFeature, loop_frames, split_clip_feature
+from shared.generation import Generator, check_device, generate_to
 from shared.runs import UserError, build_module, run_checkpoint, run_config
 from shared.video import mux_audio, video_info
 
@@ -76,49 +82,101 @@ def end_to_end(parts: torch.Tensor, samples: int, length: int) -> torch.Tensor:
     return torch.cat(parts.unbind(1), dim=-1)[..., :length]
 
 
-def generate(args: argparse.Namespace) -> list[Path]:
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: no CUDA device on this machine")
-    pipeline, sampling, data = load_run(args.run, args.device)
-    overrides = {"sampler": args.sampler, "steps": args.steps, "guidance_scale": args.guidance_scale}
-    sampling = replace(
-        sampling, samples=args.samples, **{k: v for k, v in overrides.items() if v is not None}
-    )
-    clip = data["clip"].get("init_args", {})
-    clip_seconds, sample_rate = data["duration"], pipeline.sample_rate
-    video_seconds = video_info(args.video).duration
-    n_windows = max(1, math.ceil(video_seconds / clip_seconds - 1e-6))
-    feature = CLIPFeature(**(clip | {"duration": video_seconds, "device": args.device}))
-    cls, patch = split_clip_feature(feature.extract(args.video).float())
-    n_frames = math.floor(clip_seconds * feature.fps + 1e-6)
-    frames_per_window = clip_seconds * feature.fps
-    cls, patch = (windows(x, n_windows, frames_per_window, n_frames) for x in (cls, patch))
+class TiVAGenerator(Generator):
+    """Time-aligned sound for videos with one TiVA pipeline (S, T, G, the VAE and the vocoder)."""
 
-    clip_length = round(clip_seconds * sample_rate)
-    generator = torch.Generator(args.device).manual_seed(args.seed)
-    out = pipeline.generate(cls, patch, clip_length, sampling, generator)
-    length = round(video_seconds * sample_rate)
-    waves = end_to_end(out["wave"], sampling.samples, length).cpu()
-    mels = end_to_end(out["logmel"], sampling.samples, math.ceil(length / HOP)).cpu()
-    layout = None
-    if out["layout"] is not None:  # T's layouts, the same for every sample
-        layout = end_to_end(
-            out["layout"].transpose(1, 2), 1, round(length / clip_length * out["layout"].shape[1])
-        )
-        layout = layout[0].T.cpu()
-    path = Path(args.out)
-    written = []
-    for i in range(sampling.samples):
-        stem = path.with_suffix("") if sampling.samples == 1 else path.with_name(f"{path.stem}_{i}")
-        picture = mel_picture(mels[i])
-        if layout is not None:
-            picture = above(layout_picture(layout, picture.shape), picture)
-        written += [
-            save_audio(stem.with_suffix(".wav"), waves[i], sample_rate),
-            save_mel_picture(picture, stem.with_suffix(".png")),
-            mux_audio(args.video, waves[i], sample_rate, stem.with_suffix(path.suffix or ".mp4")),
+    project, direction, inputs = "tiva", "video->audio", ("video",)
+
+    def __init__(
+        self,
+        pipeline: TiVAPipeline,
+        sampling: SamplingSettings,
+        data: dict,
+        device: str,
+        run: Path,
+        checkpoint: Path,
+        batch_size: int = 1,
+    ):
+        super().__init__(run, checkpoint, batch_size)
+        self.pipeline, self.sampling, self.device = pipeline, sampling, device
+        self.clip_seconds = data["duration"]
+        self.clip = data["clip"].get("init_args", {})
+        self.feature = CLIPFeature(**(self.clip | {"duration": self.clip_seconds, "device": device}))
+
+    def settings(self) -> dict:
+        sampling = {k: v for k, v in dataclasses.asdict(self.sampling).items() if k != "samples"}
+        return {**sampling, "clip_seconds": self.clip_seconds, "clip": self.clip}
+
+    def write(self, inputs: list[Path], stems: list[list[Path]], seed: int) -> list[list[dict[str, Path]]]:
+        return [
+            self.write_video(video, video_stems, seed)
+            for video, video_stems in zip(inputs, stems, strict=True)
         ]
-    return written
+
+    def write_video(self, video: Path, stems: list[Path], seed: int) -> list[dict[str, Path]]:
+        """The samples of one video, sample i to `stems[i]` (.wav, .png and the muxed .mp4)."""
+        pipeline, sampling = self.pipeline, replace(self.sampling, samples=len(stems))
+        clip_seconds, sample_rate = self.clip_seconds, pipeline.sample_rate
+        video_seconds = video_info(video).duration
+        n_windows = max(1, math.ceil(video_seconds / clip_seconds - 1e-6))
+        self.feature.duration = video_seconds
+        cls, patch = split_clip_feature(self.feature.extract(video).float())
+        n_frames = math.floor(clip_seconds * self.feature.fps + 1e-6)
+        frames_per_window = clip_seconds * self.feature.fps
+        cls, patch = (windows(x, n_windows, frames_per_window, n_frames) for x in (cls, patch))
+
+        clip_length = round(clip_seconds * sample_rate)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        out = pipeline.generate(cls, patch, clip_length, sampling, generator)
+        length = round(video_seconds * sample_rate)
+        waves = end_to_end(out["wave"], sampling.samples, length).cpu()
+        mels = end_to_end(out["logmel"], sampling.samples, math.ceil(length / HOP)).cpu()
+        layout = None
+        if out["layout"] is not None:  # T's layouts, the same for every sample
+            layout = end_to_end(
+                out["layout"].transpose(1, 2), 1, round(length / clip_length * out["layout"].shape[1])
+            )
+            layout = layout[0].T.cpu()
+        written = []
+        for stem, wave, mel in zip(stems, waves, mels, strict=True):
+            picture = mel_picture(mel)
+            if layout is not None:
+                picture = above(layout_picture(layout, picture.shape), picture)
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            written.append(
+                {
+                    "audio": save_audio(stem.with_suffix(".wav"), wave, sample_rate),
+                    "spectrogram": save_mel_picture(picture, stem.with_suffix(".png")),
+                    "video": mux_audio(video, wave, sample_rate, stem.with_suffix(".mp4")),
+                }
+            )
+        return written
+
+
+def add_options(parser) -> None:
+    """The options of the TiVA generator, for `avgen generate --run` and `--project tiva` alike."""
+    parser.add_argument("--sampler", choices=("dpm_solver", "ddpm"), help="default: the run's")
+    parser.add_argument("--steps", type=int, help="sampler steps (default: the run's)")
+    parser.add_argument("--guidance-scale", type=float, help="default: the run's")
+
+
+def load_generator(
+    run: str | Path,
+    device: str = "cpu",
+    batch_size: int = 1,
+    sampler: str | None = None,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+) -> TiVAGenerator:
+    """The generator of a TiVA run folder (its checkpoint and config, nothing else)."""
+    check_device(device)
+    pipeline, sampling, data = load_run(run, device)
+    overrides = {"sampler": sampler, "steps": steps, "guidance_scale": guidance_scale}
+    try:
+        sampling = replace(sampling, **{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as error:
+        raise UserError(f"sampling options: {error}") from error
+    return TiVAGenerator(pipeline, sampling, data, device, Path(run), run_checkpoint(run), batch_size)
 
 
 def main(argv: list[str]) -> list[Path]:
@@ -128,14 +186,11 @@ def main(argv: list[str]) -> list[Path]:
     parser.add_argument("--video", required=True)
     parser.add_argument("--out", required=True, help="the muxed mp4; the wav and png go beside it")
     parser.add_argument("--run", required=True, help="a TiVA run folder (config.yaml + checkpoints/)")
-    parser.add_argument("--sampler", choices=("dpm_solver", "ddpm"), help="default: the run's")
-    parser.add_argument("--steps", type=int, help="sampler steps (default: the run's)")
-    parser.add_argument("--guidance-scale", type=float, help="default: the run's")
+    add_options(parser)
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    args = parser.parse_args(argv)
-    written = generate(args)
-    for path in written:
-        print(path)
-    return written
+    args = vars(parser.parse_args(argv))
+    video, out, samples, seed = (args.pop(name) for name in ("video", "out", "samples", "seed"))
+    generator = load_generator(**args)
+    return generate_to(generator, Path(video), Path(out), samples, seed)
