@@ -8,18 +8,24 @@ its config names the frozen image tower it was trained against) or a checkpoint 
 `--image-tower` is needed). `--image-tower` overrides the run's image tower (of the same kind: a toy
 image-tower run, or BriVL's released checkpoint when the run used `image_tower_kind: brivl`). `--vqgan` is a
 toy VQGAN run folder or checkpoint (`module_vqgan`), or taming's official `vqgan_imagenet_f16_16384`
-checkpoint; by default the toy pipeline's `runs/wavbrivl/toy_vqgan/default`.
+checkpoint; by default the toy VQGAN run beside the audio-tower run folder (`<runs>/toy_vqgan/<version>`), else
+the toy pipeline's `runs/wavbrivl/toy_vqgan/default`.
 
 The sound (a video's audio track with `--video`) is decoded to mono 16 kHz, the audio tower's rate, and embedded
 whole; that embedding is the target of `projects.wavbrivl.generation.generate_image`, the VQGAN latents
 optimised with the image tower as perceptor. The image side (`--size`) is by default the frame size a toy VQGAN
 run trained on, else 256. Written: the image (`--out`, png) of the best similarity and the similarity of the
 image to the audio embedding over the iterations as a picture (`<stem>_similarity.png`).
+
+`avgen generate --run <run> --input <file or folder> --out <folder>` (`shared.generation`) uses the same
+`WavBriVLGenerator`, one sound at a time (each image is its own optimisation, from a generator seeded by
+`--seed`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -30,8 +36,8 @@ from projects.wavbrivl.models.audio_tower import load_audio_tower
 from projects.wavbrivl.module_audio_tower import build_image_tower
 from projects.wavbrivl.module_vqgan import load_vqgan
 from shared.audio import load_audio
-from shared.media import MediaError
-from shared.runs import UserError, run_config
+from shared.generation import Generator, check_device, generate_to
+from shared.runs import UserError, run_checkpoint, run_config
 
 SAMPLE_RATE = 16_000
 DEFAULT_VQGAN = "runs/wavbrivl/toy_vqgan/default"
@@ -88,37 +94,104 @@ def save_curve_picture(curve: list[float], path: Path, width: int = 480, height:
     return path
 
 
-def generate(args: argparse.Namespace) -> list[Path]:
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: no CUDA device on this machine")
-    source = Path(args.audio or args.video)
-    if not source.is_file():
-        raise UserError(f"{source}: no such file")
-    try:
-        wave = load_audio(source, SAMPLE_RATE)
-    except MediaError as error:
-        raise UserError(str(error)) from error  # the message names the file
-    run, vqgan_path = Path(args.run), Path(args.vqgan)
-    audio_tower = load_audio_tower(run).to(args.device)
-    perceptor = load_image_tower_of(run, args.image_tower).to(args.device)
-    vqgan = load_vqgan(vqgan_path).to(args.device)
-    with torch.no_grad():
-        target = audio_tower(wave[None].to(args.device))[0]
-    settings = GenerationSettings(
-        steps=args.steps,
-        cutouts=args.cutouts,
-        size=args.size or vqgan_frame_size(vqgan_path),
-        patience=args.patience,
-        threshold=args.threshold,
-    )
-    generator = torch.Generator().manual_seed(args.seed)
-    image, curve = generate_image(vqgan, perceptor, target, settings, generator)
+def vqgan_beside(run: Path) -> Path:
+    """The toy VQGAN run of the same version beside an audio-tower run folder, else the toy pipeline's."""
+    beside = run.parent.parent / "toy_vqgan" / run.name
+    return beside if run.is_dir() and beside.is_dir() else Path(DEFAULT_VQGAN)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pixels = image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    Image.fromarray(pixels).save(out)
-    return [out, save_curve_picture(curve, out.with_name(f"{out.stem}_similarity.png"))]
+
+class WavBriVLGenerator(Generator):
+    """Images from sounds (or a video's sound): the audio tower's embedding steers a VQGAN's latents through the
+    frozen image tower (paper sec. 5)."""
+
+    project, direction, inputs = "wavbrivl", "audio->image", ("audio", "video")
+
+    def __init__(
+        self,
+        audio_tower: torch.nn.Module,
+        perceptor: torch.nn.Module,
+        vqgan: torch.nn.Module,
+        settings: GenerationSettings,
+        files: dict,
+        device: str,
+        run: Path,
+        checkpoint: Path,
+        batch_size: int = 1,
+    ):
+        super().__init__(run, checkpoint, batch_size)
+        self.audio_tower, self.perceptor, self.vqgan = (
+            audio_tower.to(device),
+            perceptor.to(device),
+            vqgan.to(device),
+        )
+        self.generation, self.files, self.device = settings, files, device
+
+    def settings(self) -> dict:
+        return {**dataclasses.asdict(self.generation), **self.files}
+
+    def write(self, inputs: list[Path], stems: list[list[Path]], seed: int) -> list[list[dict[str, Path]]]:
+        return [
+            self.write_sound(source, sound_stems, seed)
+            for source, sound_stems in zip(inputs, stems, strict=True)
+        ]
+
+    def write_sound(self, source: Path, stems: list[Path], seed: int) -> list[dict[str, Path]]:
+        """The images of one sound, sample i to `stems[i]` (.png and its `_similarity.png` curve); the samples
+        of one sound follow one generator seeded by `seed`."""
+        wave = load_audio(source, SAMPLE_RATE)
+        with torch.no_grad():
+            target = self.audio_tower(wave[None].to(self.device))[0]
+        generator = torch.Generator().manual_seed(seed)
+        written = []
+        for stem in stems:
+            image, curve = generate_image(self.vqgan, self.perceptor, target, self.generation, generator)
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            pixels = image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+            Image.fromarray(pixels).save(stem.with_suffix(".png"))
+            similarity = save_curve_picture(curve, stem.with_name(f"{stem.name}_similarity.png"))
+            written.append({"image": stem.with_suffix(".png"), "similarity": similarity})
+        return written
+
+
+def add_options(parser) -> None:
+    """The options of the WavBriVL generator, for `avgen generate --run` and `--project wavbrivl` alike."""
+    parser.add_argument("--vqgan", help="a toy VQGAN run or checkpoint, or taming's (default: see above)")
+    parser.add_argument("--image-tower", dest="image_tower", help="default: the run's image tower")
+    parser.add_argument("--steps", type=int, default=GenerationSettings.steps)
+    parser.add_argument("--cutouts", type=int, default=GenerationSettings.cutouts)
+    parser.add_argument("--patience", type=int, help="stop after this many steps without a better similarity")
+    parser.add_argument("--threshold", type=float, help="stop when the similarity reaches this")
+    parser.add_argument("--size", type=int, help="image side (default: see above)")
+
+
+def load_generator(
+    run: str | Path,
+    device: str = "cpu",
+    batch_size: int = 1,
+    vqgan: str | None = None,
+    image_tower: str | None = None,
+    steps: int = GenerationSettings.steps,
+    cutouts: int = GenerationSettings.cutouts,
+    patience: int | None = None,
+    threshold: float | None = None,
+    size: int | None = None,
+) -> WavBriVLGenerator:
+    """The generator of an audio-tower run folder (or checkpoint file) with its image tower and a VQGAN."""
+    check_device(device)
+    run = Path(run)
+    vqgan_path = Path(vqgan) if vqgan else vqgan_beside(run)
+    audio_tower = load_audio_tower(run)
+    perceptor = load_image_tower_of(run, image_tower)
+    settings = GenerationSettings(
+        steps=steps, cutouts=cutouts, size=size or vqgan_frame_size(vqgan_path), patience=patience,
+        threshold=threshold,
+    )  # fmt: skip
+    files = {"vqgan": str(vqgan_path), "image_tower": image_tower}
+    checkpoint = run_checkpoint(run) if run.is_dir() else run
+    return WavBriVLGenerator(
+        audio_tower, perceptor, load_vqgan(vqgan_path), settings, files, device, run if run.is_dir() else None,
+        checkpoint, batch_size,
+    )  # fmt: skip
 
 
 def main(argv: list[str]) -> list[Path]:
@@ -130,17 +203,10 @@ def main(argv: list[str]) -> list[Path]:
     source.add_argument("--video", help="a video whose audio track is used (mp4, ...)")
     parser.add_argument("--out", required=True, help="the image (png)")
     parser.add_argument("--run", required=True, help="an audio-tower stage's run folder or checkpoint")
-    parser.add_argument("--vqgan", default=DEFAULT_VQGAN, help=f"default: {DEFAULT_VQGAN}")
-    parser.add_argument("--image-tower", dest="image_tower", help="default: the run's image tower")
-    parser.add_argument("--steps", type=int, default=GenerationSettings.steps)
-    parser.add_argument("--cutouts", type=int, default=GenerationSettings.cutouts)
-    parser.add_argument("--patience", type=int, help="stop after this many steps without a better similarity")
-    parser.add_argument("--threshold", type=float, help="stop when the similarity reaches this")
-    parser.add_argument("--size", type=int, help="image side (default: see above)")
+    add_options(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    args = parser.parse_args(argv)
-    written = generate(args)
-    for path in written:
-        print(path)
-    return written
+    args = vars(parser.parse_args(argv))
+    audio, video, out, seed = (args.pop(name) for name in ("audio", "video", "out", "seed"))
+    generator = load_generator(**args)
+    return generate_to(generator, Path(audio or video), Path(out), 1, seed)
