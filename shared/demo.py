@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import tempfile
 import threading
@@ -31,7 +32,6 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 import gradio as gr
 
 from shared.generation import (
-    KINDS,
     GeneratedItem,
     Generator,
     RunGenerator,
@@ -253,7 +253,8 @@ def _outputs(project: Project, item: GeneratedItem, seconds: float, device: str)
     files = item.files
     about = json.loads(item.sidecar.read_text())
     note = (
-        f"Made in {seconds:.1f} s on {device} (model loading included the first time), seed {about['seed']}."
+        f"Made in {seconds:.1f} s on {device} (model loading included the first time), seed {about['seed']}; "
+        f"the files and their sidecar are in `{item.sidecar.parent}` on the server."
     )
     if project.makes_audio:
         video = files.get("video")
@@ -311,8 +312,8 @@ def _tab(
     choices = run_choices()
     with gr.Tab(project.label, id=name, elem_id=f"tab-{name}"):
         gr.Markdown(
-            f"**{name}**: {project.direction.replace('->', ' → ')}. Upload {project.takes} (or pick an example), "
-            "then press generate."
+            f"**{name}** makes {'the sound' if project.makes_audio else 'an image'} for {project.takes}: upload "
+            "one (or pick a toy example) and press generate."
         )
         with gr.Row():
             with gr.Column():
@@ -325,9 +326,10 @@ def _tab(
                         scale=4,
                     )
                     refresh_button = gr.Button("refresh", elem_id=f"{name}-refresh", scale=1)
+                # no file_types: a file of another kind gets the demo's message, which says what the project
+                # takes (Gradio's filter would drop it with a list of suffixes)
                 upload = gr.File(
                     label=f"your {' or '.join(project.inputs)}",
-                    file_types=[suffix for kind in project.inputs for suffix in KINDS[kind]],
                     type="filepath",
                     elem_id=f"{name}-upload",
                 )
@@ -385,6 +387,61 @@ def build_demo(
     return demo
 
 
+# tags of Gradio's page template that make the browser fetch from the internet: an iframe-resizer script from
+# cdnjs (only for pages embedded in another site) and preconnects to Google's font servers
+EXTERNAL_TAGS = re.compile(
+    rb'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>|<link[^>]*\bhref="https?://[^"]*"[^>]*>'
+)
+
+
+class LocalPage:
+    """ASGI middleware: the page (`GET /`) without `EXTERNAL_TAGS`, so that opening the demo asks nothing of the
+    internet (the browser test checks every request the page makes goes to the demo's own server)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != "/":
+            await self.app(scope, receive, send)
+            return
+        start: dict = {}
+        body: list[bytes] = []
+
+        async def send_local(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            page = b"".join(body)
+            headers = dict(start["headers"])
+            if headers.get(b"content-type", b"").startswith(b"text/html"):
+                page = EXTERNAL_TAGS.sub(b"", page)
+            headers[b"content-length"] = str(len(page)).encode()
+            await send({**start, "headers": list(headers.items())})
+            await send({"type": "http.response.body", "body": page})
+
+        await self.app(scope, receive, send_local)
+
+
+def serve(demo: gr.Blocks, host: str, port: int, toy_root: str | Path, block: bool = True) -> None:
+    """Serve the page at http://host:port/ (with the toy examples' folder), until stopped when `block`."""
+    from starlette.middleware import Middleware
+
+    demo.queue().launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        show_api=False,
+        allowed_paths=[str(Path(toy_root).resolve())] if Path(toy_root).is_dir() else [],
+        app_kwargs={"middleware": [Middleware(LocalPage)]},
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     from shared.generation import check_device
 
@@ -410,7 +467,4 @@ def main(argv: list[str] | None = None) -> None:
     options = {project: project_options(project, text) for project, text in args.options}
     with tempfile.TemporaryDirectory(prefix="avgen-demo-") as out_root:
         demo = build_demo(args.runs, args.toy, out_root, device, options, tuple(args.projects))
-        allowed = [str(Path(args.toy).resolve())] if Path(args.toy).is_dir() else []
-        demo.queue().launch(
-            server_name=args.host, server_port=args.port, share=False, show_api=False, allowed_paths=allowed
-        )
+        serve(demo, args.host, args.port, args.toy)

@@ -47,6 +47,16 @@ def test_a_tab_offers_its_projects_runs_with_a_checkpoint_newest_first(tmp_path)
     assert demo.find_runs(tmp_path / "nowhere", "audiotoken") == []
 
 
+def test_a_project_can_say_which_of_its_runs_its_generator_opens(tmp_path, monkeypatch):
+    from projects.audiotoken import generate
+
+    runs = tmp_path / "runs"
+    generator_run = fake_run(runs, "audiotoken", "toy_audiotoken/default", "last.ckpt", 1_000)
+    fake_run(runs, "audiotoken", "toy_clip/default", "best.ckpt", 2_000)  # a stage no generator opens
+    monkeypatch.setattr(generate, "opens_run", lambda run: run.parent.name == "toy_audiotoken", raising=False)
+    assert demo.find_runs(runs, "audiotoken") == [generator_run]
+
+
 def test_toy_examples_are_test_clips_of_distinct_classes_in_each_kind_taken(toy_root, tmp_path):
     import csv
 
