@@ -2,6 +2,7 @@
 run as a script, a screenshot of a result in every tab for the docs with the time from pressing generate to it.
 
     python -m benchmarks.demo_browser --runs runs --toy data/toy --out docs/demo   # after make train PROJECT=...
+    python -m benchmarks.demo_browser --run specvqgan toy_sampler/default ...     # a run of your choice
 
 The script serves the demo in this process on a free local port, opens it in Debian's `chromium` through
 `chromium-driver` (selenium), and in each tab that has a run uploads the first toy example, presses generate
@@ -114,6 +115,20 @@ class DemoPage:
         panel = self.driver.find_element(By.ID, f"tab-{project}")
         self.wait(panel.is_displayed, 30, f"the {project} tab does not open")
 
+    def choose_run(self, project: str, label: str) -> None:
+        """Pick the run `label` (`<experiment>/<version>`) in the tab's run dropdown."""
+        field = self.driver.find_element(By.CSS_SELECTOR, f"#{project}-run input")
+        field.click()
+        options = f"#{project}-run li[role=option]"
+        self.wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, options), 30, f"{project}: no run list")
+        matching = [
+            option for option in self.driver.find_elements(By.CSS_SELECTOR, options) if option.text == label
+        ]
+        if not matching:
+            raise ValueError(f"{project}: no run {label!r} in the list")
+        matching[0].click()
+        self.wait(lambda: field.get_attribute("value") == label, 30, f"{project}: {label} is not chosen")
+
     def upload(self, project: str, path: Path) -> None:
         """Give the tab's upload the file, as a person choosing it in the file dialog; wait until it is sent."""
         upload = self.driver.find_element(By.ID, f"{project}-upload")
@@ -122,7 +137,7 @@ class DemoPage:
             self.wait(
                 lambda: upload.find_elements(By.CSS_SELECTOR, "input[type=file]"), 30, "no upload input"
             )
-        upload.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(path))
+        upload.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(Path(path).resolve()))
         shown = lambda: path.stem in upload.text and path.suffix in upload.text  # noqa: E731 (shown as "stem\n.suffix")
         self.wait(shown, 60, f"{path.name} is not shown as uploaded")
 
@@ -213,7 +228,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=900, help="of the screenshots, in pixels")
     parser.add_argument("--height", type=int, default=1100, help="of the browser window, in pixels")
     parser.add_argument("--projects", nargs="+", default=list(demo.PROJECTS))
+    parser.add_argument(
+        "--run",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("PROJECT", "RUN"),
+        help="the run to use in PROJECT's tab, <experiment>/<version> (default: the one the page offers first)",
+    )
     args = parser.parse_args(argv)
+    chosen = dict(args.run)
     out = Path(args.out)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="avgen-demo-") as out_root:
@@ -229,7 +253,10 @@ def main(argv: list[str] | None = None) -> None:
                 if not runs or not examples:
                     print(f"{project}: skipped ({'no run' if not runs else 'no toy example'})")
                     continue
+                run = Path(args.runs) / project / chosen[project] if project in chosen else runs[0]
                 page.pick(project)
+                if project in chosen:
+                    page.choose_run(project, chosen[project])
                 page.upload(project, examples[0][0])
                 try:
                     seconds, error = page.generate(project)
@@ -240,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
                 result = (
                     f"{seconds:.1f} s from the press to the result" if error is None else f"error: {error}"
                 )
-                print(f"{project}: {demo.run_label(args.runs, runs[0])}, {examples[0][1]}: {result}; {shot}")
+                print(f"{project}: {demo.run_label(args.runs, run)}, {examples[0][1]}: {result}; {shot}")
         finally:
             driver.quit()
             page_app.close()

@@ -44,6 +44,9 @@ from shared.runs import UserError, run_checkpoint
 # tab order: the video -> audio systems, then the audio -> image ones
 PROJECTS = ("specvqgan", "tiva", "gravo", "audiotoken", "wavbrivl")
 EXAMPLES_PER_KIND = 3
+# generated pictures fill their box, their pixels shown as pixels (toy images are a few dozen pixels wide)
+PICTURE = ["avgen-picture"]
+CSS = ".avgen-picture img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
 # the page's progress bar follows the generators' tqdm bars (Gradio gives each call its own tracker)
 TQDM_PROGRESS = gr.Progress(track_tqdm=True)
 
@@ -237,11 +240,21 @@ def respond(
     device: str,
 ) -> list:
     """What pressing generate shows: the values of the tab's result components, or a gr.Error whose one line
-    the page shows (no traceback) for a mistake the user can fix."""
+    the page shows: the message of a mistake the user can fix (no traceback), or what failed for any other
+    error (a bug, or a run the project's generator cannot open), its traceback in the server's log."""
+    import traceback
+
     try:
         item, seconds = generate(generators, project, run, upload, seed, out_root, device)
     except UserError as error:
         raise gr.Error(str(error), print_exception=False) from None
+    except Exception as error:
+        traceback.print_exc()
+        message = " ".join(f"{type(error).__name__}: {error}".split())
+        raise gr.Error(
+            f"{project.name} failed on {run}: {message} (traceback in the server's log)",
+            print_exception=False,
+        ) from None
     print(f"avgen demo: {project.name} generated {item.input.name} in {seconds:.2f} s", flush=True)
     return _outputs(project, item, seconds, device)
 
@@ -276,11 +289,20 @@ def _result_components(project: Project) -> list:
                 gr.Video(label="the video with its new sound", elem_id=f"{name}-video", interactive=False),
                 gr.Audio(label="the sound", type="filepath", elem_id=f"{name}-audio", interactive=False),
             ]
-        media.append(gr.Image(label="its spectrogram", type="filepath", elem_id=f"{name}-spectrogram"))
+        media.append(
+            gr.Image(
+                label="its spectrogram", type="filepath", elem_id=f"{name}-spectrogram", elem_classes=PICTURE
+            )
+        )
     else:
         media = [
             gr.Image(
-                label="the image", type="filepath", elem_id=f"{name}-image", interactive=False, height=320
+                label="the image",
+                type="filepath",
+                elem_id=f"{name}-image",
+                interactive=False,
+                height=320,
+                elem_classes=PICTURE,
             )
         ]
     note = gr.Markdown(elem_id=f"{name}-note")
@@ -375,7 +397,7 @@ def build_demo(
         font=[gr.themes.utils.fonts.LocalFont("IBM Plex Sans"), "ui-sans-serif", "sans-serif"]
     )
     with gr.Blocks(
-        title="avgen demo", theme=theme, analytics_enabled=False, delete_cache=(3600, 3600)
+        title="avgen demo", theme=theme, css=CSS, analytics_enabled=False, delete_cache=(3600, 3600)
     ) as demo:
         gr.Markdown(
             "# avgen: audio-visual generation\n"

@@ -156,3 +156,23 @@ def test_a_bad_upload_or_no_run_is_one_line_naming_the_file_not_a_traceback(
         assert error.value.print_exception is False
     with pytest.raises(gr.Error, match=r"no trained audiotoken run.*make train PROJECT=audiotoken"):
         demo.respond(generators, project, None, str(silent), 0, tmp_path, "cpu")
+
+
+def test_any_other_failure_is_one_line_too_with_its_traceback_in_the_servers_log(
+    generators,
+    audiotoken_run,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    capsys,
+):
+    project = demo.project_facts("audiotoken")
+    broken = tmp_path / "runs" / "audiotoken" / "toy_audiotoken" / "broken"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "config.yaml").write_text((audiotoken_run / "config.yaml").read_text())
+    (broken / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")  # torch.load fails: no UserError
+    (tmp_path / "upload").mkdir()
+    upload = tone(tmp_path / "upload" / "tone.wav", 440)
+    with pytest.raises(gr.Error) as error:
+        demo.respond(generators, project, str(broken), str(upload), 0, tmp_path, "cpu")
+    assert error.value.message.startswith(f"audiotoken failed on {broken}: ")
+    assert error.value.message.endswith("(traceback in the server's log)") and "\n" not in error.value.message
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
