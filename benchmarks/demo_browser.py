@@ -203,19 +203,37 @@ class DemoPage:
                 found[name] = Media(image.get_attribute("src"), width=width, height=height)
         return found
 
+    def show_video_at(self, project: str, seconds: float) -> None:
+        """Move the result's video to `seconds` (a frame worth a screenshot) and wait until it is shown."""
+        video = self.driver.find_element(By.CSS_SELECTOR, f"#{project}-video video")
+        self.driver.execute_async_script(
+            "const [video, seconds, done] = arguments; video.onseeked = () => done(); video.currentTime = seconds;",
+            video,
+            seconds,
+        )
+
     def screenshot(self, path: Path, width: int | None = None) -> Path:
         """The whole window as a png at `path`, scaled to `width` pixels when given (for the docs)."""
         from PIL import Image
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(path))
-        if width is not None:
+        if width is not None:  # small for the repo: scaled, 128 colours
             with Image.open(path) as shot:
                 small = shot.convert("RGB").resize(
                     (width, round(shot.height * width / shot.width)), Image.LANCZOS
                 )
-            small.save(path, optimize=True)
+            small.quantize(128, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
         return path
+
+
+def first_onset(toy_root: str | Path, example: Path) -> float:
+    """The first event's onset (seconds) of a toy clip, by its clip id (`shared.data.toy`'s events.csv)."""
+    import csv
+
+    with (Path(toy_root) / "events.csv").open(newline="") as rows:
+        onsets = {row["clip_id"]: row["onsets"] for row in csv.DictReader(rows)}
+    return float(onsets[example.stem].split()[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -263,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
                 except TimeoutException as timeout:
                     print(f"{project}: {timeout.msg}")
                     continue
+                if error is None and "video" in page.media(project):  # the first event's shape on screen
+                    page.show_video_at(project, first_onset(args.toy, examples[0][0]) + 0.04)
                 shot = page.screenshot(out / f"{project}.png", args.width)
                 result = (
                     f"{seconds:.1f} s from the press to the result" if error is None else f"error: {error}"

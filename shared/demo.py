@@ -169,7 +169,7 @@ def project_options(project: str, args: str = "") -> dict:
     except argparse.ArgumentError as error:
         raise UserError(f"--options {project} {args!r}: {error}") from None
     if unknown:
-        raise UserError(f"--options {project} {args!r}: {project} has no option {' '.join(unknown)}")
+        raise UserError(f"--options {project} {args!r}: {project} does not take {' '.join(unknown)}")
     return vars(options)
 
 
@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", default="runs", help="the folder of run folders (default: runs)")
     parser.add_argument("--toy", default="data/toy", help="the toy set the examples come from (make data)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the local network")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=int, default=7860, help="default: 7860")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if present)")
     parser.add_argument(
         "--options",

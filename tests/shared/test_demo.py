@@ -88,7 +88,7 @@ def test_a_tab_knows_its_direction_and_inputs_from_the_projects_generator():
 def test_project_options_are_parsed_as_the_generate_door_parses_them():
     options = demo.project_options("audiotoken", "--steps 3 --suffix ', 4k'")
     assert options["steps"] == 3 and options["suffix"] == ", 4k" and options["guidance"] == 7.5  # a default
-    with pytest.raises(UserError, match="audiotoken has no option --nope"):
+    with pytest.raises(UserError, match="audiotoken does not take --nope 1"):
         demo.project_options("audiotoken", "--steps 3 --nope 1")
     with pytest.raises(UserError, match="--steps: invalid int value: 'x'"):
         demo.project_options("audiotoken", "--steps x")
