@@ -109,6 +109,7 @@ def help_text() -> str:
         "  avgen pipeline --project specvqgan                   # a project's toy pipeline (make train)",
         "  avgen fit --config projects/tiva/configs/toy_generator.yaml --trainer.max_steps=50",
         "  avgen prepare --dataset vas --root /data/vas --features mel --workers 8",
+        "  avgen generate --run runs/tiva/toy_joint/default --input clips/ --out generated/",
         "",
         "options:",
         "  -h, --help  show this help and exit",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -86,6 +87,15 @@ def check_device(device: str) -> str:
     return device
 
 
+def check_stage(run: str | Path, classes: Sequence[str], stage: str) -> None:
+    """A UserError when a run's config names a model other than `classes` (a run of another stage of the
+    project, e.g. its codebook or VAE, given where the generating stage's run is needed)."""
+    model = run_config(run).get("model") or {}
+    class_path = model.get("class_path") if isinstance(model, dict) else None
+    if class_path and class_path.rsplit(".", 1)[-1] not in classes:
+        raise UserError(f"{run}: a run of {class_path}; generating needs {stage}")
+
+
 def default_device() -> str:
     import torch
 
@@ -134,6 +144,8 @@ class Generator:
     def generate(
         self, inputs: Sequence[Path], out_dir: Path, samples: int = 1, seed: int = 0
     ) -> list[GeneratedItem]:
+        """Every input checked first, then `batch_size` inputs per `write`, a sidecar per sample, a progress
+        bar over the inputs (tqdm, which gradio's `track_tqdm` follows)."""
         from tqdm import tqdm
 
         inputs = [Path(path) for path in inputs]
@@ -159,12 +171,25 @@ class Generator:
         return items
 
     def check_input(self, path: Path) -> None:
-        """A UserError naming `path` when it is missing or of a kind this project does not take."""
+        """A UserError naming `path` when it is missing, of a kind this project does not take, or a video
+        without sound given to a project that generates from sound (found before any input is generated)."""
         if not path.is_file():
             raise UserError(f"{path}: no such file")
         kind = kind_of(path)
         if kind not in self.inputs:
             raise UserError(f"{path}: {described(kind)}; {self.project} takes {accepted(self.inputs)}")
+        if kind == "video" and self.direction.startswith("audio->"):
+            from shared.media import MediaError, open_media
+
+            try:
+                with open_media(path, audio_only=True) as container:
+                    has_sound = bool(container.streams.audio)
+            except MediaError as error:
+                raise UserError(str(error)) from error
+            if not has_sound:
+                raise UserError(
+                    f"{path}: has no audio stream; {self.project} makes an image from a video's sound"
+                )
 
     def record(
         self, path: Path, sample: int, samples: int, seed: int, files: dict[str, Path]
@@ -294,9 +319,10 @@ def project_of_run(run: str | Path) -> str:
         named = {name for name in _project_names(run_config(run)) if name in known}
     if len(named) == 1:
         return named.pop()
-    by_place = project_of(run)
-    if by_place in known:
-        return by_place
+    as_given = Path(os.path.abspath(run)).parts  # a linked run folder's place is the link's
+    for by_place in (as_given[-3] if len(as_given) >= 3 else None, project_of(run)):
+        if by_place in known:
+            return by_place
     raise UserError(
         f"{run}: cannot tell which project made this run (its config.yaml names no projects.<name> class and "
         f"the folder is not runs/<project>/<experiment>/<version>); projects: {', '.join(known)}"

@@ -33,7 +33,7 @@ import torch
 from projects.audiotoken.models.pipeline import SCHEDULERS, AudioTokenPipeline, SamplingSettings
 from projects.audiotoken.models.stable_diffusion import load_stable_diffusion
 from shared.audio import load_audio
-from shared.generation import Generator, check_device, generate_to
+from shared.generation import Generator, check_device, check_stage, generate_to
 from shared.runs import UserError, run_checkpoint, run_config
 from shared.transformer import item_generators
 
@@ -49,6 +49,9 @@ def load_pipeline(
     from projects.audiotoken.module_audiotoken import load_embedder
 
     if run is not None:
+        check_stage(
+            run, ["AudioTokenTraining"], "an AudioToken stage's run (runs/audiotoken/toy_audiotoken/...)"
+        )
         model = run_config(run)["model"]["init_args"]
         beats, sd_root = beats or model["beats_ckpt"], sd_root or model["sd_root"]
         embedder = run_checkpoint(run)

@@ -39,7 +39,7 @@ from projects.gravo.models.conditioning import DEFAULT_TOTAL_LENGTH, SAMPLE_RATE
 from projects.gravo.models.pipeline import FPS, GravoPipeline, SamplingSettings
 from shared.audio import MelFrontEnd, save_audio, save_mel_picture
 from shared.encoders.clip_embeddings import CLIPEmbeddingFeature, pad_with_last
-from shared.generation import Generator, check_device, generate_to, kind_of
+from shared.generation import Generator, check_device, check_stage, generate_to, kind_of
 from shared.runs import UserError, build_module, run_checkpoint, run_config
 from shared.transformer import item_generators
 from shared.video import mux_audio, video_info
@@ -47,8 +47,10 @@ from shared.video import mux_audio, video_info
 OFFICIAL_CLIP = {"model_name": "ViT-B-32", "pretrained": "openai"}
 
 
-def _prior_class(run: Path) -> str:
-    return run_config(run)["model"]["init_args"]["prior"]["class_path"]
+def _prior_class(run: Path) -> str | None:
+    """The class path of a prior stage's prior; None for a run of another stage (the VQ-VAE, a classifier)."""
+    prior = run_config(run).get("model", {}).get("init_args", {}).get("prior")
+    return prior.get("class_path") if isinstance(prior, dict) else None
 
 
 def up_beside(low: Path) -> Path:
@@ -57,8 +59,8 @@ def up_beside(low: Path) -> Path:
     candidates = [
         folder
         for folder in sorted(low.parent.parent.glob(f"*/{low.name}"))
-        if folder.name == low.name and folder.parent != low.parent and (folder / "config.yaml").is_file()
-        and _prior_class(folder).endswith("UpPrior")
+        if folder.parent != low.parent and (folder / "config.yaml").is_file()
+        and (_prior_class(folder) or "").endswith("UpPrior")
     ]  # fmt: skip
     if len(candidates) > 1:
         prefix = low.parent.name.split("_")[0] + "_"
@@ -96,7 +98,11 @@ def load_parts(
     run_path = Path(run)
     if run_path.suffix != ".tar":  # a run folder (run_checkpoint names one that is missing)
         run_checkpoint(run_path)
-        if _prior_class(run_path).endswith("UpPrior"):
+        check_stage(run_path, ["GravoPrior"], "a Low prior stage's run (runs/gravo/toy_low_gravo/...)")
+        prior_class = _prior_class(run_path)
+        if prior_class is None:
+            raise UserError(f"{run_path}: not a prior stage's run (its config has no model.init_args.prior)")
+        if prior_class.endswith("UpPrior"):
             raise UserError(
                 f"{run_path}: an Up stage's run; give the Low stage's run (--run) and this as --up"
             )

@@ -44,7 +44,7 @@ from projects.specvqgan.models.sampler import CodeSampling, VisualCodeSampler
 from shared.audio import MelFrontEnd, load_audio, save_audio, save_mel_picture
 from shared.encoders import ResNetFeature, ResNetFrameFeatures
 from shared.encoders.frames import select_frames
-from shared.generation import Generator, check_device, generate_to
+from shared.generation import Generator, check_device, check_stage, generate_to
 from shared.runs import UserError, run_checkpoint, run_config
 from shared.video import mux_audio, video_info
 
@@ -74,6 +74,7 @@ def load_run(run: Path) -> tuple[VisualCodeSampler, dict, CodeSampling]:
     from projects.specvqgan.module_sampler import SpecVQGANTransformer
 
     ckpt, config = run_checkpoint(run), run_config(run)
+    check_stage(run, ["SpecVQGANTransformer"], "a sampler stage's run (runs/specvqgan/toy_sampler/...)")
     module = SpecVQGANTransformer.load_from_checkpoint(ckpt, map_location="cpu", melception_ckpt=None)
     data = dict(config["data"]["init_args"], config=str(run / "config.yaml"))
     return module.sampler.eval(), data, module.sampling

@@ -46,7 +46,7 @@ from projects.tiva.models import (
 from projects.tiva.pictures import above, layout_picture, mel_picture
 from shared.audio import save_audio, save_mel_picture
 from shared.encoders import CLIPFeature, loop_frames, split_clip_feature
-from shared.generation import Generator, check_device, generate_to
+from shared.generation import Generator, check_device, check_stage, generate_to
 from shared.runs import UserError, build_module, run_checkpoint, run_config
 from shared.video import mux_audio, video_info
 
@@ -56,6 +56,7 @@ PARTS = ("semantic", "layout_predictor", "generator")
 def load_run(run: str | Path, device: str = "cpu") -> tuple[TiVAPipeline, SamplingSettings, dict]:
     """The run's inference pipeline (eval mode, on `device`), its sampling settings and its data settings."""
     checkpoint_path, config = run_checkpoint(run), run_config(run)
+    check_stage(run, ["TiVA"], "a TiVA generator or joint stage's run (runs/tiva/toy_joint/...)")
     model = config["model"]["init_args"]
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     parts = {name: build_module(model[name]) for name in PARTS}

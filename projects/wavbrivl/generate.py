@@ -36,7 +36,7 @@ from projects.wavbrivl.models.audio_tower import load_audio_tower
 from projects.wavbrivl.module_audio_tower import build_image_tower
 from projects.wavbrivl.module_vqgan import load_vqgan
 from shared.audio import load_audio
-from shared.generation import Generator, check_device, generate_to
+from shared.generation import Generator, check_device, check_stage, generate_to
 from shared.runs import UserError, run_checkpoint, run_config
 
 SAMPLE_RATE = 16_000
@@ -179,6 +179,10 @@ def load_generator(
     """The generator of an audio-tower run folder (or checkpoint file) with its image tower and a VQGAN."""
     check_device(device)
     run = Path(run)
+    if run.is_dir():
+        check_stage(
+            run, ["WavBriVLTraining"], "an audio-tower stage's run (runs/wavbrivl/toy_audio_tower/...)"
+        )
     vqgan_path = Path(vqgan) if vqgan else vqgan_beside(run)
     audio_tower = load_audio_tower(run)
     perceptor = load_image_tower_of(run, image_tower)

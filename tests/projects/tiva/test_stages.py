@@ -243,6 +243,34 @@ def test_generate_gives_a_whole_real_video_its_sound(runs, demo_root, tmp_path):
     assert width == 2 * math.ceil(len(wave) / 160) and height == 2 * (64 + 2 + 64)  # T's layout above the mel
 
 
+def test_the_generate_door_gives_a_folder_of_videos_their_sound_as_the_project_command_does(
+    runs, toy_root, tmp_path
+):
+    """`avgen generate --run` on the joint run `avgen fit` wrote: the project read from its config, every video's
+    sound, a sidecar each, and the per-project command's sound for the same video and seed."""
+    import json
+
+    from projects.tiva.generate import main
+    from shared.generation import open_run, project_of_run
+    from shared.runs import run_checkpoint
+
+    run = runs["joint"].run_dir
+    assert project_of_run(run) == "tiva"
+    videos = [record.path for record in VGGSoundIndex(toy_root / "vggsound").records("test")[:2]]
+    items = open_run(run, "cpu", steps=2).generate(videos, tmp_path / "door", seed=3)
+    assert [item.input for item in items] == videos
+    for item in items:
+        assert set(item.files) == {"audio", "spectrogram", "video"}
+        wave, sr = sf.read(item.files["audio"])
+        assert sr == 16000 and len(wave) == round(video_info(item.input).duration * 16000)
+        content = json.loads(item.sidecar.read_text())
+        assert content["checkpoint"] == str(run_checkpoint(run).resolve())  # the run's (best.ckpt here)
+        assert content["settings"]["steps"] == 2 and content["direction"] == "video->audio"
+    wav, _, _ = main(["--video", str(videos[1]), "--out", str(tmp_path / "one" / "x.mp4"), "--run", str(run),
+                      "--steps", "2", "--seed", "3"])  # fmt: skip
+    assert np.array_equal(sf.read(wav)[0], sf.read(items[1].files["audio"])[0])
+
+
 def test_a_copied_run_folder_generates_and_tests_without_the_runs_it_came_from(runs, toy_root, tmp_path):
     """The joint run was initialised from the generator run and reads the toy VAE run's folder; a copy of it
     elsewhere, with the runs tree moved away, still generates and evaluates on its own."""
