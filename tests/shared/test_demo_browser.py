@@ -156,7 +156,9 @@ def test_a_bad_upload_gets_its_one_line_message_in_the_page(page, toy_root, tmp_
     page.pick("audiotoken")
     page.upload("audiotoken", silent)
     seconds, error = page.generate("audiotoken")
-    assert seconds is None and error == "silent.mp4: has no audio stream"
+    assert seconds is None and error.startswith(
+        "silent.mp4: has no audio stream"
+    )  # the name, not Gradio's path
     page.screenshot(screenshots / "bad_upload.png")
 
 
