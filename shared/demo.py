@@ -2,17 +2,21 @@
 
     make train PROJECT=specvqgan && make demo          # then open http://127.0.0.1:7860
     avgen demo [--runs runs] [--toy data/toy] [--port 7860] [--host 127.0.0.1] [--device cuda]
+    avgen demo --projects gravo audiotoken --options audiotoken "--steps 20"   # some tabs; a project's options
 
 Each tab offers the runs of its project found under `<runs>/<project>/<experiment>/<version>` (the newest
-first; "refresh" looks again after a training), an upload of the inputs the project takes, a few clips,
-sounds or pictures of the toy set as examples (`make data` writes them), and shows the result as a person
-wants it: the video with its new sound, the sound in a player beside its spectrogram, or the image; the JSON
-sidecar says how it was made. Generation goes through the same door as `avgen generate --run`
+checkpoint first; "refresh" looks again after a training; a project's generate module may narrow them to the
+stages its generator opens with `opens_run(run) -> bool`), an upload of the inputs the project takes, a few
+clips, sounds or pictures of the toy set as examples (`make data` writes them), and shows the result as a
+person wants it: the video with its new sound, the sound in a player beside its spectrogram, or the image; the
+JSON sidecar says how it was made. Generation goes through the same door as `avgen generate --run`
 (`shared.generation.open_run`), one generator per (run, device) kept loaded; its progress bar is the page's.
 
-A bad upload (not a video, a video without an audio track, a corrupt file) or a project without a trained run
-gets one clear message in the page, not a traceback. The demo needs no network: Gradio's analytics are off,
-there are no share links (they go through Gradio's servers), and the page uses fonts Gradio ships.
+A bad upload (a file of another kind, a video without an audio track, a corrupt file) or a project without a
+trained run gets one clear line in the page, not a traceback; any other failure gets one line too, its
+traceback in the server's log. The demo needs no network: Gradio's analytics are off, there are no share links
+(they go through Gradio's servers), the page uses a font Gradio ships, and its template loses the tags that
+would fetch from a CDN (`LocalPage`).
 """
 
 from __future__ import annotations
