@@ -9,7 +9,7 @@ ARGS ?=
 TOY ?= data/toy
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train slurm test test-fast lint format clean
+.PHONY: help install data train demo slurm test test-fast lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,11 @@ ifeq ($(strip $(EXP)),)
 else
 	$(VENV)/bin/avgen fit --config projects/$(PROJECT)/configs/$(EXP).yaml $(ARGS)
 endif
+
+HOST ?= 127.0.0.1
+PORT ?= 7860
+demo: $(VENV)/.installed $(TOY)/.complete  ## the web demo on the runs under runs/ (http://HOST:PORT; HOST= PORT= ARGS=)
+	$(VENV)/bin/avgen demo --runs runs --toy $(TOY) --host $(HOST) --port $(PORT) $(ARGS)
 
 NODES ?= 1
 GPUS ?= 1

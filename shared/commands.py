@@ -3,6 +3,7 @@
     avgen --help                                    # every command, one line each
     avgen fit --config projects/specvqgan/configs/toy_codebook.yaml --trainer.max_steps=100
     avgen pipeline --project specvqgan              # all stages of a project's toy pipeline, in order
+    avgen demo --runs runs --port 7860              # the web demo (Gradio): a tab per project
     avgen prepare --dataset vggsound --root ... --features mel   # feature caches, resumable, shardable
     avgen slurm --project tiva --exp default --nodes 2 --gpus 8  # write and submit an sbatch job
     avgen generate --run runs/specvqgan/toy_sampler/default --input clips/ --out generated/
@@ -59,6 +60,12 @@ def _slurm(args: list[str]) -> None:
     slurm_main(args)
 
 
+def _demo(args: list[str]) -> None:
+    from shared.demo import main as demo_main
+
+    demo_main(args)
+
+
 def _generate(args: list[str]) -> None:
     """`avgen generate --run R --input I --out O ...` (`shared.generation`); with `--project X`, the per-project
     command of before: the other arguments go to `projects.X.generate.main`."""
@@ -99,6 +106,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], None]]] = {
     ),
     "compare": ("several runs of one direction under one protocol: one table, one figure", _compare),
     "slurm": ("write the sbatch job of one training run and submit it", _slurm),
+    "demo": ("a web page (Gradio) to try every project's runs on your own clips, sounds and pictures", _demo),
 }
 
 USAGE = "usage: avgen [--debug] <command> [options]"
