@@ -29,7 +29,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -94,6 +94,16 @@ def check_stage(run: str | Path, classes: Sequence[str], stage: str) -> None:
     class_path = model.get("class_path") if isinstance(model, dict) else None
     if class_path and class_path.rsplit(".", 1)[-1] not in classes:
         raise UserError(f"{run}: a run of {class_path}; generating needs {stage}")
+
+
+def passes(check: Callable[[Path], None], run: Path) -> bool:
+    """Whether `check(run)` raises no UserError: a project's `opens_run` (which runs the demo offers) from the
+    check of a run's stage its `load_generator` makes, reading the run's config.yaml and loading no model."""
+    try:
+        check(run)
+    except UserError:
+        return False
+    return True
 
 
 def default_device() -> str:

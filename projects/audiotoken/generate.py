@@ -33,11 +33,22 @@ import torch
 from projects.audiotoken.models.pipeline import SCHEDULERS, AudioTokenPipeline, SamplingSettings
 from projects.audiotoken.models.stable_diffusion import load_stable_diffusion
 from shared.audio import load_audio
-from shared.generation import Generator, check_device, check_stage, generate_to
+from shared.generation import Generator, check_device, check_stage, generate_to, passes
 from shared.runs import UserError, run_checkpoint, run_config
 from shared.transformer import item_generators
 
 SAMPLE_RATE = 16_000
+
+
+def check_run(run: Path) -> None:
+    """A UserError unless `run` is an AudioToken stage's run (read from its config.yaml), not one of the toy
+    CLIP, VAE, LDM or BEATs runs `make train` makes first."""
+    check_stage(run, ["AudioTokenTraining"], "an AudioToken stage's run (runs/audiotoken/toy_audiotoken/...)")
+
+
+def opens_run(run: Path) -> bool:
+    """Whether `run` is of the stage this module generates with (`check_run`): the runs the demo offers."""
+    return passes(check_run, run)
 
 
 def load_pipeline(
@@ -49,9 +60,7 @@ def load_pipeline(
     from projects.audiotoken.module_audiotoken import load_embedder
 
     if run is not None:
-        check_stage(
-            run, ["AudioTokenTraining"], "an AudioToken stage's run (runs/audiotoken/toy_audiotoken/...)"
-        )
+        check_run(Path(run))
         model = run_config(run)["model"]["init_args"]
         beats, sd_root = beats or model["beats_ckpt"], sd_root or model["sd_root"]
         embedder = run_checkpoint(run)

@@ -39,7 +39,7 @@ from projects.gravo.models.conditioning import DEFAULT_TOTAL_LENGTH, SAMPLE_RATE
 from projects.gravo.models.pipeline import FPS, GravoPipeline, SamplingSettings
 from shared.audio import MelFrontEnd, save_audio, save_mel_picture
 from shared.encoders.clip_embeddings import CLIPEmbeddingFeature, pad_with_last
-from shared.generation import Generator, check_device, check_stage, generate_to, kind_of
+from shared.generation import Generator, check_device, check_stage, generate_to, kind_of, passes
 from shared.runs import UserError, build_module, run_checkpoint, run_config
 from shared.transformer import item_generators
 from shared.video import mux_audio, video_info
@@ -51,6 +51,22 @@ def _prior_class(run: Path) -> str | None:
     """The class path of a prior stage's prior; None for a run of another stage (the VQ-VAE, a classifier)."""
     prior = run_config(run).get("model", {}).get("init_args", {}).get("prior")
     return prior.get("class_path") if isinstance(prior, dict) else None
+
+
+def check_run(run: Path) -> None:
+    """A UserError unless `run` is a Low prior stage's run (read from its config.yaml): not the VQ-VAE's, a
+    classifier's, nor the Up prior's, which generates only after a Low prior (`--up`)."""
+    check_stage(run, ["GravoPrior"], "a Low prior stage's run (runs/gravo/toy_low_gravo/...)")
+    prior_class = _prior_class(run)
+    if prior_class is None:
+        raise UserError(f"{run}: not a prior stage's run (its config has no model.init_args.prior)")
+    if prior_class.endswith("UpPrior"):
+        raise UserError(f"{run}: an Up stage's run; give the Low stage's run (--run) and this as --up")
+
+
+def opens_run(run: Path) -> bool:
+    """Whether `run` is of the stage this module generates with (`check_run`): the runs the demo offers."""
+    return passes(check_run, run)
 
 
 def up_beside(low: Path) -> Path:
@@ -98,14 +114,7 @@ def load_parts(
     run_path = Path(run)
     if run_path.suffix != ".tar":  # a run folder (run_checkpoint names one that is missing)
         run_checkpoint(run_path)
-        check_stage(run_path, ["GravoPrior"], "a Low prior stage's run (runs/gravo/toy_low_gravo/...)")
-        prior_class = _prior_class(run_path)
-        if prior_class is None:
-            raise UserError(f"{run_path}: not a prior stage's run (its config has no model.init_args.prior)")
-        if prior_class.endswith("UpPrior"):
-            raise UserError(
-                f"{run_path}: an Up stage's run; give the Low stage's run (--run) and this as --up"
-            )
+        check_run(run_path)
         low, model, data = _prior_from_run(run_path)
         vqvae = vqvae or model["vqvae_ckpt"]
         clip_settings = data["clip"].get("init_args", {})

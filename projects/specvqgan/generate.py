@@ -44,7 +44,7 @@ from projects.specvqgan.models.sampler import CodeSampling, VisualCodeSampler
 from shared.audio import MelFrontEnd, load_audio, save_audio, save_mel_picture
 from shared.encoders import ResNetFeature, ResNetFrameFeatures
 from shared.encoders.frames import select_frames
-from shared.generation import Generator, check_device, check_stage, generate_to
+from shared.generation import Generator, check_device, check_stage, generate_to, passes
 from shared.runs import UserError, run_checkpoint, run_config
 from shared.video import mux_audio, video_info
 
@@ -68,13 +68,23 @@ class VisualCondition:
         return window[None]
 
 
+def check_run(run: Path) -> None:
+    """A UserError unless `run` is a sampler stage's run (read from its config.yaml)."""
+    check_stage(run, ["SpecVQGANTransformer"], "a sampler stage's run (runs/specvqgan/toy_sampler/...)")
+
+
+def opens_run(run: Path) -> bool:
+    """Whether `run` is of the stage this module generates with (`check_run`): the runs the demo offers."""
+    return passes(check_run, run)
+
+
 def load_run(run: Path) -> tuple[VisualCodeSampler, dict, CodeSampling]:
     """Our sampler (`shared.runs.run_checkpoint`), its data settings (the run's config.yaml) and its
     evaluation sampling settings."""
     from projects.specvqgan.module_sampler import SpecVQGANTransformer
 
     ckpt, config = run_checkpoint(run), run_config(run)
-    check_stage(run, ["SpecVQGANTransformer"], "a sampler stage's run (runs/specvqgan/toy_sampler/...)")
+    check_run(run)
     module = SpecVQGANTransformer.load_from_checkpoint(ckpt, map_location="cpu", melception_ckpt=None)
     data = dict(config["data"]["init_args"], config=str(run / "config.yaml"))
     return module.sampler.eval(), data, module.sampling

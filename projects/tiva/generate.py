@@ -46,17 +46,34 @@ from projects.tiva.models import (
 from projects.tiva.pictures import above, layout_picture, mel_picture
 from shared.audio import save_audio, save_mel_picture
 from shared.encoders import CLIPFeature, loop_frames, split_clip_feature
-from shared.generation import Generator, check_device, check_stage, generate_to
+from shared.generation import Generator, check_device, check_stage, generate_to, passes
 from shared.runs import UserError, build_module, run_checkpoint, run_config
 from shared.video import mux_audio, video_info
 
 PARTS = ("semantic", "layout_predictor", "generator")
 
 
+def check_run(run: Path) -> None:
+    """A UserError unless `run` is a TiVA generator, joint or no-layout stage's run (read from its config.yaml):
+    not the VAE's or the classifier's, nor the layout stage's, which trains T alone and leaves G untrained."""
+    check_stage(run, ["TiVA"], "a TiVA generator or joint stage's run (runs/tiva/toy_joint/...)")
+    model = run_config(run).get("model") or {}
+    if (model.get("init_args") or {}).get("stage") == "layout":
+        raise UserError(
+            f"{run}: a layout stage's run (its generator G is not trained); generating needs a TiVA generator "
+            "or joint stage's run (runs/tiva/toy_joint/...)"
+        )
+
+
+def opens_run(run: Path) -> bool:
+    """Whether `run` is of the stage this module generates with (`check_run`): the runs the demo offers."""
+    return passes(check_run, run)
+
+
 def load_run(run: str | Path, device: str = "cpu") -> tuple[TiVAPipeline, SamplingSettings, dict]:
     """The run's inference pipeline (eval mode, on `device`), its sampling settings and its data settings."""
     checkpoint_path, config = run_checkpoint(run), run_config(run)
-    check_stage(run, ["TiVA"], "a TiVA generator or joint stage's run (runs/tiva/toy_joint/...)")
+    check_run(Path(run))
     model = config["model"]["init_args"]
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     parts = {name: build_module(model[name]) for name in PARTS}

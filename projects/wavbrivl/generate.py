@@ -36,7 +36,7 @@ from projects.wavbrivl.models.audio_tower import load_audio_tower
 from projects.wavbrivl.module_audio_tower import build_image_tower
 from projects.wavbrivl.module_vqgan import load_vqgan
 from shared.audio import load_audio
-from shared.generation import Generator, check_device, check_stage, generate_to
+from shared.generation import Generator, check_device, check_stage, generate_to, passes
 from shared.runs import UserError, run_checkpoint, run_config
 
 SAMPLE_RATE = 16_000
@@ -92,6 +92,17 @@ def save_curve_picture(curve: list[float], path: Path, width: int = 480, height:
     draw.text(((left + right) // 2 - 60, bottom + 8), "iteration: cosine similarity", fill="black")
     picture.save(path)
     return path
+
+
+def check_run(run: Path) -> None:
+    """A UserError unless `run` is an audio-tower stage's run (read from its config.yaml), not one of the VQGAN
+    or image-tower runs the audio tower is trained against or generates with."""
+    check_stage(run, ["WavBriVLTraining"], "an audio-tower stage's run (runs/wavbrivl/toy_audio_tower/...)")
+
+
+def opens_run(run: Path) -> bool:
+    """Whether `run` is of the stage this module generates with (`check_run`): the runs the demo offers."""
+    return passes(check_run, run)
 
 
 def vqgan_beside(run: Path) -> Path:
@@ -185,9 +196,7 @@ def load_generator(
     check_device(device)
     run = Path(run)
     if run.is_dir():
-        check_stage(
-            run, ["WavBriVLTraining"], "an audio-tower stage's run (runs/wavbrivl/toy_audio_tower/...)"
-        )
+        check_run(run)
     vqgan_path = Path(vqgan) if vqgan else vqgan_beside(run)
     audio_tower = load_audio_tower(run)
     perceptor = load_image_tower_of(run, image_tower)

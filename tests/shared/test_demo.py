@@ -9,9 +9,14 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+import yaml
+from omegaconf import OmegaConf
 from PIL import Image
 
 from shared import demo
+from shared.cli import config_chain
+from shared.discovery import project_module
+from shared.generation import open_run
 from shared.runs import UserError
 from tests.shared.test_audio import write_video_only_mp4
 from tests.shared.test_generation_door import (  # noqa: F401 (fixtures)
@@ -24,10 +29,12 @@ from tests.shared.test_generation_door import (  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def fake_run(runs: Path, project: str, name: str, checkpoint: str | None, mtime: float) -> Path:
+def fake_run(
+    runs: Path, project: str, name: str, checkpoint: str | None, mtime: float, model: dict | None = None
+) -> Path:
     run = runs / project / name
     (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text("model: {}\n")
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": model or {}}))
     if checkpoint is not None:
         (run / "checkpoints" / checkpoint).write_bytes(b"")
         os.utime(run / "checkpoints" / checkpoint, (mtime, mtime))
@@ -55,6 +62,43 @@ def test_a_project_can_say_which_of_its_runs_its_generator_opens(tmp_path, monke
     fake_run(runs, "audiotoken", "toy_clip/default", "best.ckpt", 2_000)  # a stage no generator opens
     monkeypatch.setattr(generate, "opens_run", lambda run: run.parent.name == "toy_audiotoken", raising=False)
     assert demo.find_runs(runs, "audiotoken") == [generator_run]
+
+
+# the toy stages (`make train`) whose runs generate: the projects' READMEs
+GENERATING_STAGES = {
+    "specvqgan": {"toy_sampler", "toy_sampler_nofeats"},
+    "tiva": {"toy_generator", "toy_joint", "toy_no_layout"},
+    "gravo": {"toy_low_gravo", "toy_low_im2wav", "toy_low_lf", "toy_low_lw", "toy_low_mha"},
+    "audiotoken": {"toy_audiotoken"},
+    "wavbrivl": {"toy_audio_tower", "toy_audio_tower_infonce"},
+}
+
+
+def model_of(config: Path) -> dict:
+    """The `model:` section of a config file with the configs it extends, as its run's config.yaml holds it."""
+    merged = OmegaConf.merge(*(OmegaConf.load(path) for path in config_chain(str(config))))
+    return OmegaConf.to_container(merged.model, resolve=True)
+
+
+@pytest.mark.parametrize("project", sorted(GENERATING_STAGES))
+def test_a_tab_offers_only_the_runs_of_the_stages_that_generate(project, tmp_path):
+    """A run of every toy stage of the project, its model as the stage's config makes it (checkpoints empty):
+    the project's `opens_run` says which generate, the tab offers only those, and the door refuses the others."""
+    runs = tmp_path / "runs"
+    configs = sorted((Path(__file__).parents[2] / "projects" / project / "configs").glob("toy_*.yaml"))
+    stages = {
+        config.stem: fake_run(
+            runs, project, f"{config.stem}/default", "last.ckpt", 1_000 + i, model_of(config)
+        )
+        for i, config in enumerate(configs)
+    }
+    assert len(stages) > len(GENERATING_STAGES[project])  # some stages of every project make no output
+    opens_run = project_module(project, "generate").opens_run
+    assert {stage for stage, run in stages.items() if opens_run(run)} == GENERATING_STAGES[project]
+    assert set(demo.find_runs(runs, project)) == {stages[stage] for stage in GENERATING_STAGES[project]}
+    for stage in stages.keys() - GENERATING_STAGES[project]:
+        with pytest.raises(UserError, match=f"{stages[stage]}: "):
+            open_run(stages[stage])
 
 
 def test_toy_examples_are_test_clips_of_distinct_classes_in_each_kind_taken(toy_root, tmp_path):
