@@ -68,7 +68,19 @@ def test_help_lists_every_command_without_importing_torch(args):
         f"main({args!r})\nprint('IMPORTED', sorted(m for m in ['torch', *{HEAVY!r}] if m in sys.modules))"
     )
     out = python(code)
-    for name in ["fit", "validate", "test", "predict", "pipeline", "prepare", "generate", "slurm"]:
+    for name in [
+        "fit",
+        "validate",
+        "test",
+        "predict",
+        "pipeline",
+        "prepare",
+        "generate",
+        "evaluate",
+        "compare",
+        "slurm",
+        "demo",
+    ]:
         assert any(line.split()[:1] == [name] for line in out.splitlines()), f"{name} missing:\n{out}"
     assert "IMPORTED []" in out
 
@@ -78,7 +90,7 @@ def test_an_unknown_command_is_one_error_listing_the_commands():
     assert done.returncode == 2
     assert error_lines(done.stderr) == [
         "avgen: error: unknown command 'frobnicate'; commands: "
-        "fit, validate, test, predict, pipeline, prepare, generate, evaluate, compare, slurm"
+        "fit, validate, test, predict, pipeline, prepare, generate, evaluate, compare, slurm, demo"
     ]
 
 
