@@ -121,4 +121,5 @@ def load_vqgan(path: str | Path) -> VQModel:
             {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
         )
         return model.requires_grad_(False).eval()
+    del ckpt  # taming's file is about 1 GB: not two copies in memory while it is read again
     return load_taming_vqgan(ckpt_path).requires_grad_(False)
