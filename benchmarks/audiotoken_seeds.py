@@ -15,11 +15,10 @@ seeds AudioToken beat each baseline; writes it all to `--out` (JSON).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-from pathlib import Path
 
+from benchmarks.seeds import QUIET, parse_seed_args, seeded_args, write_results
 from projects.audiotoken.evaluate import AUDIOTOKEN, ROWS
 from projects.audiotoken.pipeline import COLUMNS, STAGES, evaluate_stage
 from shared.pipeline import StageResult, run_stage
@@ -56,28 +55,19 @@ def summarize(table: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--out", default="runs/audiotoken/benchmark_seeds.json")
-    args, extra = parser.parse_known_args()
-    quiet = ["--trainer.enable_progress_bar=false"]
+    args, extra = parse_seed_args(__doc__.split("\n\n")[0], "runs/audiotoken/benchmark_seeds.json")
     results: dict[str, StageResult] = {}
     for stage in STAGES[:-1]:  # the pipeline's finished runs: each resumes as finished
-        results[stage.name] = run_stage("audiotoken", stage, results, quiet)
+        results[stage.name] = run_stage("audiotoken", stage, results, QUIET)
     embedder = STAGES[-1]
     table: dict[int, dict[str, dict[str, float]]] = {}
     for seed in [0, *args.seeds]:
-        seeded = (
-            quiet if seed == 0 else [*quiet, f"--seed_everything={seed}", f"--run.version=seed{seed}", *extra]
-        )
+        seeded = seeded_args(seed, extra)
         results[embedder.name] = run_stage("audiotoken", embedder, results, seeded)
         table[seed] = evaluate_stage(results)
         print(f"seed {seed}: " + json.dumps(table[seed]), flush=True)
     summary = summarize(table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"per_seed": table, "summary": summary}, indent=1) + "\n")
-    print(f"written to {out}")
+    write_results(args.out, table, summary)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,10 @@ variant and metric in how many seeds it beat Im2Wav; writes it all to `--out` (J
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-from pathlib import Path
 
+from benchmarks.seeds import QUIET, parse_seed_args, seeded_args, write_results
 from projects.gravo.pipeline import COLUMNS, LOW_VARIANTS, PERCENT, SETTINGS, STAGES, evaluate_variant
 from shared.pipeline import StageResult, run_stage
 
@@ -63,25 +62,17 @@ def summarize(table: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--out", default="runs/gravo/benchmark_seeds.json")
-    args, extra = parser.parse_known_args()
+    args, extra = parse_seed_args(__doc__.split("\n\n")[0], "runs/gravo/benchmark_seeds.json")
     stages = {stage.name: stage for stage in STAGES}
-    quiet = ["--trainer.enable_progress_bar=false"]
     # the pipeline's finished runs: each resumes as finished and is only validated
     frozen: dict[str, StageResult] = {}
     for name in ("vqvae", "classifier", "wav2clip"):
-        frozen[name] = run_stage("gravo", stages[name], frozen, quiet)
-    frozen["up"] = run_stage("gravo", stages["up"], frozen, quiet)
+        frozen[name] = run_stage("gravo", stages[name], frozen, QUIET)
+    frozen["up"] = run_stage("gravo", stages["up"], frozen, QUIET)
 
     table: dict[int, dict[str, dict[str, float]]] = {}
     for seed in [0, *args.seeds]:
-        seeded = (
-            [*quiet]
-            if seed == 0
-            else [*quiet, f"--seed_everything={seed}", f"--run.version=seed{seed}", *extra]
-        )
+        seeded = seeded_args(seed, extra)
         results = dict(frozen)
         table[seed] = {}
         for label, stage, _ in LOW_VARIANTS:
@@ -90,10 +81,7 @@ def main() -> None:
         print(f"seed {seed}: " + json.dumps(table[seed]), flush=True)
 
     summary = summarize(table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"per_seed": table, "summary": summary}, indent=1) + "\n")
-    print(f"written to {out}")
+    write_results(args.out, table, summary)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,10 @@ tower's probe above the mel statistics'); writes it all to `--out` (JSON).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-from pathlib import Path
 
+from benchmarks.seeds import QUIET, parse_seed_args, seeded_args, write_results
 from projects.wavbrivl.evaluate import MRR_COLUMNS, EvaluationResult
 from projects.wavbrivl.pipeline import STAGES, evaluate_rows
 from shared.pipeline import StageResult, run_stage
@@ -74,27 +73,18 @@ def summarize(table: dict[int, dict[str, dict[str, float]]]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--out", default="runs/wavbrivl/benchmark_seeds.json")
-    args, extra = parser.parse_known_args()
-    quiet = ["--trainer.enable_progress_bar=false"]
+    args, extra = parse_seed_args(__doc__.split("\n\n")[0], "runs/wavbrivl/benchmark_seeds.json")
     stages = {stage.name: stage for stage in STAGES}
-    results: dict[str, StageResult] = {"image_tower": run_stage("wavbrivl", stages["image_tower"], {}, quiet)}
+    results: dict[str, StageResult] = {"image_tower": run_stage("wavbrivl", stages["image_tower"], {}, QUIET)}
     table: dict[int, dict[str, dict[str, float]]] = {}
     for seed in [0, *args.seeds]:
-        seeded = (
-            quiet if seed == 0 else [*quiet, f"--seed_everything={seed}", f"--run.version=seed{seed}", *extra]
-        )
+        seeded = seeded_args(seed, extra)
         for name in ("audio_tower", "audio_tower_infonce"):
             results[name] = run_stage("wavbrivl", stages[name], results, seeded)
         table[seed] = flatten(evaluate_rows(results, random_seed=seed))
         print(f"seed {seed}: " + json.dumps(table[seed]), flush=True)
     summary = summarize(table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"per_seed": table, "summary": summary}, indent=1) + "\n")
-    print(f"written to {out}")
+    write_results(args.out, table, summary)
 
 
 if __name__ == "__main__":

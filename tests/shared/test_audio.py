@@ -1,6 +1,5 @@
 from pathlib import Path
 
-import av
 import librosa
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import torch
 
 from shared.audio import GriffinLimVocoder, MelFrontEnd, audioldm_normalize, load_audio, save_audio
 from shared.media import MediaError
+from tests.shared.tiny_clip import write_video_only_mp4
 
 SR = 22050
 N = 220500  # 10 s
@@ -165,16 +165,6 @@ def test_save_audio_round_trip(tmp_path):
     back = load_audio(path, 8000)
     assert torch.allclose(back, wave, atol=1e-4)
     assert not list(path.parent.glob("*.tmp*"))
-
-
-def write_video_only_mp4(path: Path) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(5):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
 
 
 def test_bad_files_raise_clear_errors(tmp_path):

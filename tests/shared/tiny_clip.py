@@ -29,3 +29,14 @@ def write_video_without_frames(path) -> None:
         for stream, item in ((audio, frame), (audio, None), (video, None)):
             for packet in stream.encode(item):
                 container.mux(packet)
+
+
+def write_video_only_mp4(path) -> None:
+    """An mp4 with five 32x32 frames and no audio stream."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))

@@ -3,7 +3,6 @@ video's sound, one per sample, and one-line errors for bad input."""
 
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -15,6 +14,7 @@ from projects.audiotoken.models.embedder import Embedder
 from projects.audiotoken.models.stable_diffusion import save_stable_diffusion, toy_stable_diffusion
 from shared.encoders.beats import BEATs, BEATsConfig, save_official
 from shared.runs import UserError
+from tests.shared.tiny_clip import write_video_only_mp4
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,14 +73,7 @@ def test_bad_input_is_a_user_error(official, tmp_path):
     with pytest.raises(UserError, match="no such file"):
         main(["--audio", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "x.png"), *official])
     silent = tmp_path / "silent.mp4"
-    with av.open(str(silent), "w") as container:  # a video without an audio track
-        stream = container.add_stream("libx264", rate=25)
-        stream.width = stream.height = 32
-        stream.pix_fmt = "yuv420p"
-        for _ in range(5):
-            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    write_video_only_mp4(silent)
     with pytest.raises(UserError, match=str(silent)):
         main(["--video", str(silent), "--out", str(tmp_path / "x.png"), *official])
     with pytest.raises(UserError, match="--run"):

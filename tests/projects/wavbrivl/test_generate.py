@@ -3,7 +3,6 @@ and the similarity-curve picture from a sound or a video's sound, and one-line e
 
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -20,6 +19,7 @@ from projects.wavbrivl.module_vqgan import ImageVQGANTraining
 from shared.runs import UserError
 from tests.projects.wavbrivl.test_audio_tower import TINY as TINY_WAVLM
 from tests.projects.wavbrivl.test_image_tower import TINY as TINY_IMAGE_TOWER
+from tests.shared.tiny_clip import write_video_only_mp4
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,14 +89,7 @@ def test_bad_input_is_a_user_error(runs, tmp_path):
     with pytest.raises(UserError, match="missing.wav: no such file"):
         main(["--audio", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "x.png"), *runs])
     silent = tmp_path / "silent.mp4"
-    with av.open(str(silent), "w") as container:  # a video without an audio track
-        stream = container.add_stream("libx264", rate=25)
-        stream.width = stream.height = 32
-        stream.pix_fmt = "yuv420p"
-        for _ in range(5):
-            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    write_video_only_mp4(silent)
     with pytest.raises(UserError, match=f"{silent}: has no audio stream"):
         main(["--video", str(silent), "--out", str(tmp_path / "x.png"), *runs])
     sound = str(tone(tmp_path / "tone.wav"))
