@@ -155,13 +155,14 @@ def evaluate_run(
 ):
     """A Low stage's run (with the Up and VQ-VAE runs of its pipeline) on `split`: the first window of every clip
     generated `samples` times (1 by default) as the toy summary does, and Table 1-2's FAD, KL, ACC, CS, tCS with
-    the real audio's CS and ACC (`evaluate_clips`), the classifier being the toy one (`<prefix>_classifier`;
+    the real audio's CS and ACC (`evaluate_clips`), and for a toy run Table 1's ImageHear CS and ACC on the toy
+    ImageHear images (`ih_cs`, `ih_acc`), the classifier being the toy one (`<prefix>_classifier`;
     on real data FAD on VGGish and KL on PaSST are `avgen evaluate`'s common `fad_vggish`, `kl_passt`)."""
     from pathlib import Path
 
     from projects.gravo.generate import load_parts
     from projects.gravo.models.conditioning import DEFAULT_TOTAL_LENGTH
-    from projects.gravo.pipeline import EVAL_BATCH, SETTINGS
+    from projects.gravo.pipeline import EVAL_BATCH, SETTINGS, toy_imagehear_scores
     from shared.data.loaders import eval_loader
     from shared.encoders import load_wav2clip, load_wave_melception
     from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule, sibling_run
@@ -193,6 +194,8 @@ def evaluate_run(
     metrics = AudioGenerationMetrics(net, net, real_accuracy=True)
     wav2clip = load_wav2clip(cs_wav2clip).to(device).eval()
     values = evaluate_clips(pipeline, batches, metrics, wav2clip, settings, seed, generated=keep)
+    if prefix == "toy":  # Table 1's ImageHear columns; the real ImageHear's ACC needs PaSST's AudioSet label sets
+        values |= toy_imagehear_scores(pipeline, datamodule, net, wav2clip, settings, seed, device)
     return RunOutputs(
         direction=DIRECTION,
         checkpoint=checkpoint,

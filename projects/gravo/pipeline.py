@@ -111,15 +111,31 @@ def evaluate_variant(
         settings,
         seed,
     )
+    return values | toy_imagehear_scores(pipeline, datamodule, classifier, wav2clip, settings, seed)
+
+
+def toy_imagehear_scores(
+    pipeline: GravoPipeline,
+    datamodule,
+    classifier: torch.nn.Module,
+    wav2clip: torch.nn.Module,
+    settings: SamplingSettings,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Table 1's ImageHear CS and ACC (`ih_cs`, `ih_acc`, with intervals) on the toy ImageHear images."""
     # an ImageHear class is a toy class's folder (its slug); the classifier's classes are the sorted labels
     label_of_slug = {c.slug: datamodule.dataset.labels.index(c.label) for c in TOY_CLASSES}
 
     def image_targets(batch: dict) -> torch.Tensor:
-        return torch.tensor([label_of_slug[name] for name in batch["class_name"]])
+        return torch.tensor([label_of_slug[name] for name in batch["class_name"]], device=device)
 
-    images = toy_imagehear(datamodule).test_dataloader()
-    image_values = evaluate_images(pipeline, images, classifier, wav2clip, settings, seed, image_targets)
-    return values | {f"ih_{name}": value for name, value in image_values.items()}
+    images = (
+        {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        for batch in toy_imagehear(datamodule).test_dataloader()
+    )
+    values = evaluate_images(pipeline, images, classifier, wav2clip, settings, seed, image_targets)
+    return {f"ih_{name}": value for name, value in values.items()}
 
 
 def table(rows: dict[str, dict[str, float]]) -> list[str]:

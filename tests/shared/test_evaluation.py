@@ -124,7 +124,7 @@ def test_evaluate_writes_the_paper_and_common_audio_metrics_with_intervals(gravo
     )  # 6 classes x 2 test clips
     assert result["checkpoint"].endswith("checkpoints/last.ckpt")
     paper, common = result["metrics"]["paper"], result["metrics"]["common"]
-    assert {"fad", "kl", "acc", "cs", "tcs", "cs_real", "acc_real"} <= set(paper)
+    assert {"fad", "kl", "acc", "cs", "tcs", "cs_real", "acc_real", "ih_cs", "ih_acc"} <= set(paper)
     assert set(common) == {"fad_toy", "kl_toy", "is_toy"}  # no real-data networks given
     for metric in [*paper.values(), *common.values()]:
         assert np.isfinite(metric["value"])
