@@ -211,7 +211,7 @@ class Generator:
             "checkpoint": str(self.checkpoint.resolve()) if self.checkpoint else None,
             "project": self.project,
             "direction": self.direction_of(kind_of(path)),
-            "settings": self.settings(),
+            "settings": absolute_paths(self.settings()),
             "seed": seed,
             "sample": sample,
             "samples": samples,
@@ -221,6 +221,15 @@ class Generator:
         }
         sidecar.write_text(json.dumps(content, indent=2, default=str) + "\n")
         return GeneratedItem(path, sample, dict(files), sidecar)
+
+
+def absolute_paths(settings):
+    """`settings` with every relative path that names an existing file or folder made absolute: a sidecar must
+    still name the vocoder, VQGAN or weights it was made with when read from another folder."""
+    if isinstance(settings, dict):
+        return {name: absolute_paths(value) for name, value in settings.items()}
+    is_path = isinstance(settings, (str, Path)) and str(settings) and not Path(settings).is_absolute()
+    return os.path.abspath(settings) if is_path and Path(settings).exists() else settings
 
 
 def described(kind: str | None) -> str:

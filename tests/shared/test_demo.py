@@ -18,13 +18,13 @@ from shared.cli import config_chain
 from shared.discovery import project_module
 from shared.generation import open_run
 from shared.runs import UserError
-from tests.shared.test_audio import write_video_only_mp4
 from tests.shared.test_generation_door import (  # noqa: F401 (fixtures)
     AUDIOTOKEN_SMALL,
     audiotoken_official,
     audiotoken_run,
     tone,
 )
+from tests.shared.tiny_clip import write_video_only_mp4
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -20,12 +20,12 @@ from benchmarks.demo_browser import DemoPage, free_port, headless_chromium, requ
 from shared.video import video_info
 from tests.projects.gravo.test_generate_and_evaluate import runs as gravo_runs  # noqa: F401 (a fixture)
 from tests.shared.probes import avgen_env, child
-from tests.shared.test_audio import write_video_only_mp4
 from tests.shared.test_generation_door import (  # noqa: F401 (fixtures)
     AUDIOTOKEN_SMALL,
     audiotoken_official,
     audiotoken_run,
 )
+from tests.shared.tiny_clip import write_video_only_mp4
 
 pytestmark = pytest.mark.slow
 

@@ -4,6 +4,7 @@ tiny models the projects' own generate tests build (imported, not rebuilt)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from tests.projects.audiotoken.test_generate import official as audiotoken_offic
 from tests.projects.gravo.test_generate_and_evaluate import runs as gravo_runs  # noqa: F401 (a fixture)
 from tests.projects.specvqgan.test_sampler import TINY_GPT, write_codebook_checkpoint
 from tests.projects.wavbrivl.test_generate import runs as wavbrivl_runs  # noqa: F401 (a fixture)
-from tests.shared.test_audio import write_video_only_mp4
+from tests.shared.tiny_clip import write_video_only_mp4
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -320,7 +321,11 @@ def gravo_placed(gravo_runs, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
     return placed(root, "gravo", {"toy_low_gravo": low, "toy_up": up, "toy_vqvae": vqvae})
 
 
-def test_gravo_takes_images_and_videos_with_the_up_run_beside_its_low_run(gravo_placed, tmp_path):
+def test_gravo_takes_images_and_videos_and_its_sidecars_name_files_absolutely(
+    gravo_placed, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # the Up run given relative to here: the sidecar names it absolutely
+    up = os.path.relpath(gravo_placed["toy_up"])
     folder = tmp_path / "in"
     folder.mkdir()
     Image.new("RGB", (64, 64), (230, 40, 40)).save(folder / "red.png")
@@ -330,8 +335,9 @@ def test_gravo_takes_images_and_videos_with_the_up_run_beside_its_low_run(gravo_
     out = tmp_path / "out"
     commands.main(
         ["generate", "--run", str(gravo_placed["toy_low_gravo"]), "--input", str(folder), "--out", str(out),
-         "--seconds", "0.1", "--total-seconds", "2", "--batch-size", "3", "--device", "cpu"]
+         "--seconds", "0.1", "--total-seconds", "2", "--batch-size", "3", "--device", "cpu", "--up", up]
     )  # fmt: skip
+    assert not Path(up).is_absolute()
     sidecars = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
     assert set(sidecars) == {"blue", "clip", "red"}  # the wav is not GRAVO's input
     for name in ("blue", "red"):
