@@ -14,10 +14,12 @@ from pathlib import Path
 QUIET = ["--trainer.enable_progress_bar=false"]
 
 
-def parse_seed_args(description: str, default_out: str) -> tuple[argparse.Namespace, list[str]]:
+def parse_seed_args(
+    description: str, default_out: str, default_seeds: tuple[int, ...] = (1, 2)
+) -> tuple[argparse.Namespace, list[str]]:
     """(`--seeds`, `--out`), and the other arguments, for the seeded runs."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(default_seeds))
     parser.add_argument("--out", default=default_out)
     return parser.parse_known_args()
 

@@ -1,25 +1,23 @@
 """Does the joint stage (TiVA eq. 10) beat "w/o Joint" on FAD beyond the spread between trainings?
 
 Table 5's comparison at toy scale, repeated over training seeds. Run after the toy pipeline
-(`make train PROJECT=tiva`), whose VAE, Melception and T it reuses; for each seed it trains the S + G stage
-(eq. 9) and the joint stage from it (eq. 10) again, in runs/tiva/toy_{generator,joint}/seed<N>, and scores
-both on the test split exactly as the pipeline's summary does ("TiVA" and "w/o Joint"):
+(`make train PROJECT=tiva`), whose VAE, Melception and T it reuses (and whose S + G and joint runs are seed 0);
+for each further seed it trains the S + G stage (eq. 9) and the joint stage from it (eq. 10) again, in
+runs/tiva/toy_{generator,joint}/seed<N>, and scores both on the test split exactly as the pipeline's summary
+does ("TiVA" and "w/o Joint"):
 
-    python benchmarks/tiva_joint_seeds.py --seeds 1 2 3 [--out runs/tiva/benchmark_joint_seeds.json]
-    python benchmarks/tiva_joint_seeds.py --seeds 9 --trainer.max_steps=2   # other arguments go to both stages
+    python -m benchmarks.tiva_joint_seeds --seeds 1 2 3 [--out runs/tiva/benchmark_joint_seeds.json]
+    python -m benchmarks.tiva_joint_seeds --seeds 9 --trainer.max_steps=2   # other arguments go to both stages
 
-A finished seed is not trained again (its runs resume
-as finished), so the script can be re-run after a kill. Prints one row per seed and the mean and standard
+A finished seed is not trained again (its runs resume as finished), so the script can be re-run after a kill. Prints one row per seed and the mean and standard
 deviation of each row and of the FAD difference, and writes them to `--out` (JSON).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-from pathlib import Path
 
+from benchmarks.seeds import QUIET, parse_seed_args, seeded_args, write_results
 from projects.tiva.pipeline import COLUMNS, ROWS, STAGES, evaluate_run
 from shared.metrics import format_interval
 from shared.pipeline import run_stage
@@ -28,21 +26,19 @@ COMPARED = ("TiVA", "w/o Joint")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--out", default="runs/tiva/benchmark_joint_seeds.json")
-    args, extra = parser.parse_known_args()
+    args, extra = parse_seed_args(
+        __doc__.split("\n\n")[0], "runs/tiva/benchmark_joint_seeds.json", default_seeds=(1, 2, 3)
+    )
     stages = {stage.name: stage for stage in STAGES}
-    quiet = ["--trainer.enable_progress_bar=false"]
     # the pipeline's finished runs: each resumes as finished and is only validated
-    shared_parts = {name: run_stage("tiva", stages[name], {}, quiet) for name in ("vae", "melception")}
-    shared_parts["layout"] = run_stage("tiva", stages["layout"], shared_parts, quiet)
+    shared_parts = {name: run_stage("tiva", stages[name], {}, QUIET) for name in ("vae", "melception")}
+    shared_parts["layout"] = run_stage("tiva", stages["layout"], shared_parts, QUIET)
     melception = shared_parts["melception"].checkpoint
     rows = {label: (stage, overrides) for label, stage, overrides in ROWS if label in COMPARED}
 
     table: dict[int, dict[str, dict[str, float]]] = {}
-    for seed in args.seeds:
-        seeded = [*quiet, f"--seed_everything={seed}", f"--run.version=seed{seed}", *extra]
+    for seed in [0, *args.seeds]:
+        seeded = seeded_args(seed, extra)
         results = dict(shared_parts)
         for name in ("generator", "joint"):
             results[name] = run_stage("tiva", stages[name], results, seeded)
@@ -75,8 +71,7 @@ def main() -> None:
         print(
             f"FAD {label:<22} mean {values['fad_mean']:7.2f}   sd {values['fad_sd']:6.2f}   ({len(gaps)} seeds)"
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"per_seed": table, "summary": summary}, indent=2))
+    write_results(args.out, table, summary)
 
 
 def _sd(values: list[float]) -> float:
