@@ -229,7 +229,10 @@ class SpecVQGANGenerator(Generator):
 def add_options(parser) -> None:
     """The options of the SpecVQGAN generator, for `avgen generate --run` and `--project specvqgan` alike."""
     parser.add_argument(
-        "--vocoder", default=None, help="MelGAN checkpoint or official folder; Griffin-Lim if unset"
+        "--vocoder",
+        default=None,
+        help="MelGAN checkpoint or official folder, or griffin-lim (default: the <prefix>_vocoder run beside the "
+        "run, else Griffin-Lim)",
     )
     parser.add_argument("--top-k", type=int, default=None, help="default: the run's (official: codes / 2)")
     parser.add_argument("--top-p", type=float, default=None, help="default: the run's (official: none)")
@@ -246,6 +249,18 @@ def add_options(parser) -> None:
     parser.add_argument(
         "--prime-seconds", type=float, default=0.0, help="seconds of real audio to prime with"
     )
+
+
+def vocoder_beside(run: Path) -> str | None:
+    """The checkpoint of the vocoder stage of the run's pipeline (`<prefix>_vocoder` beside it, the run's version
+    or `default`) if it has one: a toy run then sounds as the toy pipeline's summary does."""
+    from shared.evaluation import sibling_run
+
+    prefix = run.parent.name.split("_")[0]
+    try:
+        return str(run_checkpoint(sibling_run(run, f"{prefix}_vocoder", "--vocoder")))
+    except UserError:
+        return None
 
 
 def load_generator(
@@ -285,6 +300,9 @@ def load_generator(
     )
     from projects.specvqgan.vocoder import load_vocoder
 
+    if vocoder is None and run is not None:
+        vocoder = vocoder_beside(run)
+    vocoder = None if vocoder == "griffin-lim" else vocoder
     options = {"seconds": seconds, "prime_seconds": prime_seconds, "vocoder": vocoder}
     return SpecVQGANGenerator(
         sampler, data, sampling, load_vocoder(vocoder), options, device, run, checkpoint, batch_size

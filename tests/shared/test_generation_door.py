@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import lightning
@@ -303,6 +304,27 @@ def test_videos_get_their_sound_muxed_in_with_a_wav_and_a_spectrogram(specvqgan_
                                     "video": f"{item.input.stem}.mp4"}  # fmt: skip
     again = open_run(specvqgan_run, "cpu", temperature=0.9).generate(videos[1:], tmp_path / "again", seed=5)
     assert np.array_equal(sf.read(again[0].files["audio"])[0], sf.read(items[1].files["audio"])[0])  # seeded
+
+
+def test_specvqgan_vocodes_with_the_vocoder_run_beside_unless_told_griffin_lim(specvqgan_run, tmp_path):
+    from projects.specvqgan.models import MelGANGenerator
+    from projects.specvqgan.vocoder import GENERATOR_CONFIG_KEY
+
+    video = toy_video(tmp_path / "in" / "clip.mp4", 0.8)
+    assert open_run(specvqgan_run, "cpu").settings()["vocoder_kind"] == "griffin-lim"  # no vocoder run beside
+    generator_config = {"ngf": 2, "n_residual_layers": 1}
+    vocoder = specvqgan_run.parent.parent / "toy_vocoder" / "default" / "checkpoints" / "best.ckpt"
+    vocoder.parent.mkdir(parents=True)
+    state = {f"generator.{k}": v for k, v in MelGANGenerator(**generator_config).state_dict().items()}
+    torch.save({"state_dict": state, GENERATOR_CONFIG_KEY: generator_config}, vocoder)
+    try:
+        item = open_run(specvqgan_run, "cpu").generate([video], tmp_path / "melgan")[0]
+        assert sidecar(item)["settings"]["vocoder_kind"] == "melgan"
+        assert sidecar(item)["settings"]["vocoder"] == str(vocoder)
+        forced = open_run(specvqgan_run, "cpu", vocoder="griffin-lim").settings()
+        assert (forced["vocoder_kind"], forced["vocoder"]) == ("griffin-lim", None)
+    finally:  # the module's run folder is shared with the other tests
+        shutil.rmtree(vocoder.parent.parent.parent)
 
 
 # --- video / image -> audio: GRAVO, its Up run found beside its Low run ----------------------------------------
