@@ -223,6 +223,22 @@ class Generator:
         return GeneratedItem(path, sample, dict(files), sidecar)
 
 
+def save_sound(source: Path, stem: Path, wave, rate: int, picture) -> dict[str, Path]:
+    """The files of one sound made for `source`: `<stem>.wav`, its spectrogram picture `<stem>.png` and, for a
+    video, `<stem>.mp4`, the video with the sound as its audio track."""
+    from shared.audio import save_audio, save_mel_picture
+    from shared.video import mux_audio
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    files = {
+        "audio": save_audio(stem.with_suffix(".wav"), wave, rate),
+        "spectrogram": save_mel_picture(picture, stem.with_suffix(".png")),
+    }
+    if kind_of(source) == "video":
+        files["video"] = mux_audio(source, wave, rate, stem.with_suffix(".mp4"))
+    return files
+
+
 def absolute_paths(settings):
     """`settings` with every relative path that names an existing file or folder made absolute: a sidecar must
     still name the vocoder, VQGAN or weights it was made with when read from another folder."""
@@ -395,17 +411,24 @@ def door_parser(project: str | None = None, module=None) -> argparse.ArgumentPar
     return parser
 
 
-def main(argv: list[str]) -> list[GeneratedItem]:
-    """`avgen generate --run ...`: every input of `--input` through the run's generator."""
+def run_and_module(argv: list[str], module_name: str):
+    """(`--run`, its project, the project's `module_name` module) read from a command line before it is
+    parsed, since the run's project adds its own options; Nones when `--run` is not given yet."""
     from shared.discovery import project_module
 
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--run")
     run = first.parse_known_args(argv)[0].run
-    project = module = None
-    if run is not None:
-        project = project_of_run(run)
-        module = project_module(project, "generate")
+    if run is None:
+        return None, None, None
+    project = project_of_run(run)
+    return run, project, project_module(project, module_name)
+
+
+def main(argv: list[str]) -> list[GeneratedItem]:
+    """`avgen generate --run ...`: every input of `--input` through the run's generator."""
+
+    run, project, module = run_and_module(argv, "generate")
     args = door_parser(project, module).parse_args(argv)
     options = {name: value for name, value in vars(args).items() if name not in COMMON}
     device = args.device or default_device()

@@ -37,12 +37,12 @@ from torch import nn
 
 from projects.gravo.models.conditioning import DEFAULT_TOTAL_LENGTH, SAMPLE_RATE
 from projects.gravo.models.pipeline import FPS, GravoPipeline, SamplingSettings
-from shared.audio import MelFrontEnd, save_audio, save_mel_picture
+from shared.audio import MelFrontEnd
 from shared.encoders.clip_embeddings import CLIPEmbeddingFeature, pad_with_last
-from shared.generation import Generator, check_device, check_stage, generate_to, kind_of, passes
+from shared.generation import Generator, check_device, check_stage, generate_to, kind_of, passes, save_sound
 from shared.runs import UserError, build_module, run_checkpoint, run_config
 from shared.transformer import item_generators
-from shared.video import mux_audio, video_info
+from shared.video import video_info
 
 OFFICIAL_CLIP = {"model_name": "ViT-B-32", "pretrained": "openai"}
 
@@ -202,20 +202,11 @@ class GravoGenerator(Generator):
             keys = [f"{inputs[i].name}/{s}" for i, s in rows]
             waves = self.pipeline.generate(batch, length, self.sampling, item_generators(seed, keys)).cpu()
             for (i, s), wave in zip(rows, waves, strict=True):
-                written[i].append(self.save(inputs[i], stems[i][s], wave))
+                picture = spectrogram_picture(wave)
+                written[i].append(
+                    save_sound(inputs[i], stems[i][s], wave, self.pipeline.sample_rate, picture)
+                )
         return written
-
-    def save(self, source: Path, stem: Path, wave: torch.Tensor) -> dict[str, Path]:
-        """The wav and its spectrogram picture at `stem`, and for a video the video with the sound."""
-        rate = self.pipeline.sample_rate
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        files = {
-            "audio": save_audio(stem.with_suffix(".wav"), wave, rate),
-            "spectrogram": save_mel_picture(spectrogram_picture(wave), stem.with_suffix(".png")),
-        }
-        if kind_of(source) == "video":
-            files["video"] = mux_audio(source, wave, rate, stem.with_suffix(".mp4"))
-        return files
 
 
 def add_options(parser) -> None:

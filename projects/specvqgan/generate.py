@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from projects.specvqgan.models.sampler import CodeSampling, VisualCodeSampler
-from shared.audio import MelFrontEnd, load_audio, save_audio, save_mel_picture
+from shared.audio import MelFrontEnd, load_audio
 from shared.encoders import ResNetFeature, ResNetFrameFeatures
 from shared.encoders.frames import select_frames
-from shared.generation import Generator, check_device, check_stage, generate_to, passes
+from shared.generation import Generator, check_device, check_stage, generate_to, passes, save_sound
 from shared.runs import UserError, run_checkpoint, run_config
-from shared.video import mux_audio, video_info
+from shared.video import video_info
 
 if TYPE_CHECKING:
     from projects.specvqgan.vocoder import Vocoder
@@ -215,14 +215,7 @@ class SpecVQGANGenerator(Generator):
             with torch.no_grad():
                 waves = self.vocoder(mels).cpu()
             for stem, mel, wave in zip(stems[items], mels.cpu(), waves, strict=True):
-                stem.parent.mkdir(parents=True, exist_ok=True)
-                written.append(
-                    {
-                        "audio": save_audio(stem.with_suffix(".wav"), wave, sr),
-                        "spectrogram": save_mel_picture(mel, stem.with_suffix(".png")),
-                        "video": mux_audio(video, wave, sr, stem.with_suffix(".mp4")),
-                    }
-                )
+                written.append(save_sound(video, stem, wave, sr, mel))
         return written
 
 

@@ -44,11 +44,10 @@ from projects.tiva.models import (
     load_parts,
 )
 from projects.tiva.pictures import above, layout_picture, mel_picture
-from shared.audio import save_audio, save_mel_picture
 from shared.encoders import CLIPFeature, loop_frames, split_clip_feature
-from shared.generation import Generator, check_device, check_stage, generate_to, passes
+from shared.generation import Generator, check_device, check_stage, generate_to, passes, save_sound
 from shared.runs import UserError, build_module, run_checkpoint, run_config
-from shared.video import mux_audio, video_info
+from shared.video import video_info
 
 PARTS = ("semantic", "layout_predictor", "generator")
 
@@ -160,14 +159,7 @@ class TiVAGenerator(Generator):
             picture = mel_picture(mel)
             if layout is not None:
                 picture = above(layout_picture(layout, picture.shape), picture)
-            stem.parent.mkdir(parents=True, exist_ok=True)
-            written.append(
-                {
-                    "audio": save_audio(stem.with_suffix(".wav"), wave, sample_rate),
-                    "spectrogram": save_mel_picture(picture, stem.with_suffix(".png")),
-                    "video": mux_audio(video, wave, sample_rate, stem.with_suffix(".mp4")),
-                }
-            )
+            written.append(save_sound(video, stem, wave, sample_rate, picture))
         return written
 
 

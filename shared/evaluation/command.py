@@ -212,16 +212,9 @@ def parser_for(project: str | None = None, module=None) -> argparse.ArgumentPars
 
 
 def main(argv: list[str]) -> dict:
-    from shared.discovery import project_module
-    from shared.generation import default_device, project_of_run
+    from shared.generation import default_device, run_and_module
 
-    first = argparse.ArgumentParser(add_help=False)
-    first.add_argument("--run")
-    run = first.parse_known_args(argv)[0].run
-    project = module = None
-    if run is not None:
-        project = project_of_run(run)
-        module = project_module(project, "evaluate")
+    _, project, module = run_and_module(argv, "evaluate")
     args = parser_for(project, module).parse_args(argv)
     options = {k: v for k, v in vars(args).items() if k not in COMMON and k not in JUDGE_OPTIONS}
     result = evaluate(
