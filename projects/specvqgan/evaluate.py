@@ -63,12 +63,9 @@ SYSTEMS = {"toy_sampler": "SpecVQGAN", "toy_sampler_nofeats": "SpecVQGAN (No Fea
 
 def add_options(parser) -> None:
     """`avgen evaluate` options of a SpecVQGAN run (a sampler stage's run folder)."""
-    parser.add_argument(
-        "--melception", help="the Melception of FID, MKL, IS (default: <prefix>_melception beside the run)"
-    )
-    parser.add_argument(
-        "--melception-stats", dest="melception_stats", help="the official Melception's statistics"
-    )
+    from shared.evaluation import add_melception_options
+
+    add_melception_options(parser)
     parser.add_argument(
         "--vocoder", help="MelGAN checkpoint or official folder (default: <prefix>_vocoder beside)"
     )

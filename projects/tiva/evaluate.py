@@ -22,12 +22,9 @@ SEED_STRIDE = 1_000_003  # batch b of seed s draws its noise from the stream s *
 
 def add_options(parser) -> None:
     """`avgen evaluate` options of a TiVA run (a generator stage's run folder)."""
-    parser.add_argument(
-        "--melception", help="the Melception of FAD, KL, IS (default: <prefix>_melception beside the run)"
-    )
-    parser.add_argument(
-        "--melception-stats", dest="melception_stats", help="the official Melception's statistics file"
-    )
+    from shared.evaluation import add_melception_options
+
+    add_melception_options(parser)
 
 
 def evaluate_run(

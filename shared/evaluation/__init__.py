@@ -17,6 +17,7 @@ lazy_package(
         "shared.evaluation.outputs": [
             "DIRECTIONS",
             "RunOutputs",
+            "add_melception_options",
             "evaluation_clips",
             "run_datamodule",
             "sibling_run",

@@ -107,3 +107,15 @@ def sibling_run(run: str | Path, experiment: str, option: str) -> Path:
         f"no {experiment} run beside {run} ({run.parent.parent / experiment}/{run.name} or /default): "
         f"give {option}"
     )
+
+
+def add_melception_options(parser) -> None:
+    """`--melception` and `--melception-stats`: the Melception a run's FID/FAD, MKL/KL and IS are computed on (the
+    toy one found beside the run by default), or the official one with its statistics file."""
+    parser.add_argument(
+        "--melception",
+        help="the Melception of the paper's metrics (default: <prefix>_melception beside the run)",
+    )
+    parser.add_argument(
+        "--melception-stats", dest="melception_stats", help="the official Melception's statistics file"
+    )
