@@ -194,9 +194,8 @@ def evaluate_run(
     metrics = AudioGenerationMetrics(net, net, real_accuracy=True)
     wav2clip = load_wav2clip(cs_wav2clip).to(device).eval()
     values = evaluate_clips(pipeline, batches, metrics, wav2clip, settings, seed, generated=keep)
-    if (
-        prefix == "toy"
-    ):  # Table 1's ImageHear columns; the real ImageHear's ACC needs PaSST's AudioSet label sets
+    # Table 1's ImageHear columns on a toy run (on the real ImageHear, ACC needs PaSST's AudioSet label sets)
+    if prefix == "toy":
         values |= toy_imagehear_scores(pipeline, datamodule, net, wav2clip, settings, seed, device)
     return RunOutputs(
         direction=DIRECTION,

@@ -17,14 +17,13 @@ import yaml
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
 from PIL import Image
 
-from projects.gravo.models import WaveVQVAE
 from projects.gravo.models.priors import LowPrior, UpPrior
 from shared.classifier import SpectrogramClassifier
 from shared.encoders import Wav2CLIP, WaveMelception
 from shared.evaluation import Judges, evaluate
 from shared.evaluation.compare import compare, runs_of_systems
 from shared.runs import UserError
-from tests.projects.gravo.test_generate_and_evaluate import CLIP, LOW, UP, VQVAE, write_run
+from tests.projects.gravo.test_generate_and_evaluate import CLIP, LOW, UP, write_run, write_vqvae_checkpoint
 from tests.projects.wavbrivl.test_generate import runs as wavbrivl_tiny_runs  # noqa: F401 (a fixture)
 from tests.shared.test_generation_door import audiotoken_official, audiotoken_run  # noqa: F401 (fixtures)
 from tests.shared.tiny_hf_clip import save_tiny_clip
@@ -60,15 +59,7 @@ def gravo_runs(toy_root, tmp_path_factory) -> Path:
     gravo = root / "gravo"
     gravo.mkdir(parents=True)
     torch.manual_seed(0)
-    vqvae = WaveVQVAE(**VQVAE)
-    for level in vqvae.bottleneck.level_blocks:
-        level.codebook.normal_()
-    vqvae_ckpt = gravo / "vqvae.ckpt"
-    torch.save(
-        {"hyper_parameters": {"vqvae": {"class_path": "projects.gravo.models.WaveVQVAE", "init_args": VQVAE}},
-         "state_dict": {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}},
-        vqvae_ckpt,
-    )  # fmt: skip
+    vqvae_ckpt = write_vqvae_checkpoint(gravo / "vqvae.ckpt")
     wav2clip_ckpt = gravo / "wav2clip.pt"
     torch.save(Wav2CLIP(widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1), embed_dim=512).state_dict(), wav2clip_ckpt)
     low = LOW | {"n_ctx": 256, "block_ctx": 16}

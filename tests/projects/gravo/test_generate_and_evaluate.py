@@ -47,19 +47,24 @@ def write_run(
     return folder
 
 
+def write_vqvae_checkpoint(path: Path) -> Path:
+    """A tiny VQ-VAE with spread-out codebooks, saved as the VQ-VAE stage saves it."""
+    vqvae = WaveVQVAE(**VQVAE)
+    for level in vqvae.bottleneck.level_blocks:
+        level.codebook.normal_()
+    torch.save(
+        {"hyper_parameters": {"vqvae": {"class_path": "projects.gravo.models.WaveVQVAE", "init_args": VQVAE}},
+         "state_dict": {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}},
+        path,
+    )  # fmt: skip
+    return path
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     torch.manual_seed(0)
-    vqvae = WaveVQVAE(**VQVAE)
-    for level in vqvae.bottleneck.level_blocks:
-        level.codebook.normal_()
-    vqvae_ckpt = root / "vqvae.ckpt"
-    torch.save(
-        {"hyper_parameters": {"vqvae": {"class_path": "projects.gravo.models.WaveVQVAE", "init_args": VQVAE}},
-         "state_dict": {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}},
-        vqvae_ckpt,
-    )  # fmt: skip
+    vqvae_ckpt = write_vqvae_checkpoint(root / "vqvae.ckpt")
     low = write_run(root / "low", LowPrior(**LOW), "projects.gravo.models.priors.LowPrior", LOW, vqvae_ckpt)
     up = write_run(root / "up", UpPrior(**UP), "projects.gravo.models.priors.UpPrior", UP, vqvae_ckpt)
     return low, up
