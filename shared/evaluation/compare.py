@@ -5,7 +5,8 @@
     avgen compare --all                      # what `make compare` runs: every system's runs under runs/, by direction
 
 Every run is evaluated on the same split with the same seed, clips, generations per clip and judges
-(`avgen evaluate`'s options; a run's `<run>/eval/<split>.json` is reused when it was made under exactly that
+(`avgen evaluate`'s options; the clips are all the split's, or for audio -> image the first 5 of each class
+unless `--clips-per-class` says otherwise; a run's `<run>/eval/<split>.json` is reused when it was made under exactly that
 protocol, else the run is evaluated and the file written). Runs of different directions, or whose evaluated
 clips differ (another dataset, another split), are refused. A system is a project's experiment,
 `runs/<project>/<experiment>/`; its versions are its seeds (`default`, `seed1`, ...): a system with several
@@ -30,6 +31,10 @@ from shared.runs import UserError
 
 # compare generates one item per clip unless told otherwise: every system is sampled alike
 DEFAULT_SAMPLES = 1
+# the clips per class of the test split a direction is compared on unless told otherwise (else all): an
+# audio -> image system makes an image in seconds (AudioToken's diffusion) to tens of seconds (WavBriVL's
+# optimisation) on a CPU, so all 300 toy test clips would keep `make compare` busy for hours
+DEFAULT_CLIPS_PER_CLASS = {"audio->image": 5}
 PROTOCOL = ("split", "seed", "clips_per_class", "samples", "resamples", "judges")
 
 
@@ -98,6 +103,8 @@ def compare(
         listing = ", ".join(f"{run} ({direction})" for run, direction in directions.items())
         raise UserError(f"cannot compare runs of different directions: {listing}")
     direction = directions[runs[0]]
+    if clips_per_class is None:
+        clips_per_class = DEFAULT_CLIPS_PER_CLASS.get(direction)
     judges = judges.resolved(direction, runs_root(runs[0]))
     protocol = {
         "split": split, "seed": seed, "clips_per_class": clips_per_class, "samples": samples,
