@@ -84,6 +84,16 @@ def run_stage(
     return StageResult(cli.run_dir, checkpoint, metrics, cli.model, cli.datamodule)
 
 
+# environment variables that change what the machine computes with (threads, instruction sets, MKL's paths)
+OVERRIDES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_CBWR",
+    "ONEDNN_MAX_CPU_ISA",
+)
+
+
 def machine_info() -> dict[str, object]:
     """What decides a CPU run's float arithmetic: the CPU, the vector instruction set ATen dispatches to,
     the intra-op thread count, the library versions, and the environment variables that override them."""
@@ -94,13 +104,6 @@ def machine_info() -> dict[str, object]:
     if cpuinfo.is_file():
         names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
         cpu = names[0].split(":", 1)[1].strip() if names else cpu
-    overrides = (
-        "OMP_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "ATEN_CPU_CAPABILITY",
-        "MKL_CBWR",
-        "ONEDNN_MAX_CPU_ISA",
-    )
     return {
         "cpu": cpu,
         "cpus": os.cpu_count(),
@@ -108,7 +111,7 @@ def machine_info() -> dict[str, object]:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "environment": {name: os.environ[name] for name in overrides if name in os.environ},
+        "environment": {name: os.environ[name] for name in OVERRIDES if name in os.environ},
     }
 
 
