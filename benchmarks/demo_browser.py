@@ -118,6 +118,8 @@ class DemoPage:
     def choose_run(self, project: str, label: str) -> None:
         """Pick the run `label` (`<experiment>/<version>`) in the tab's run dropdown."""
         field = self.driver.find_element(By.CSS_SELECTOR, f"#{project}-run input")
+        if field.get_attribute("value") == label:  # already chosen (the list marks it and its text differs)
+            return
         field.click()
         options = f"#{project}-run li[role=option]"
         self.wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, options), 30, f"{project}: no run list")
