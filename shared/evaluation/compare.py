@@ -231,7 +231,11 @@ def write_comparison(summary: dict, rows: dict[str, dict[str, list[dict]]], fold
     }
     paths = {
         "figure": plot_metric_bars(
-            bars, folder / "compare.png", f"{summary['direction']} ({protocol['split']})", better
+            bars,
+            folder / "compare.png",
+            f"{summary['direction']} ({protocol['split']})",
+            better,
+            groups=[system for system, members in summary["systems"].items() for _ in members],
         ),
         "markdown": folder / "compare.md",
         "json": folder / "compare.json",

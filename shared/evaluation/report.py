@@ -51,8 +51,10 @@ def plot_metric_bars(
     path: Path,
     title: str,
     better: dict[str, str | None] | None = None,
+    groups: list[str] | None = None,
 ) -> Path:
-    """One panel per metric, one bar per system (a colour each) with its interval as a whisker."""
+    """One panel per metric, one bar per system with its interval as a whisker; a colour per system, or per
+    group where `groups` names each bar's (the runs of one system in a comparison)."""
     from matplotlib.figure import Figure
 
     names = list(dict.fromkeys(name for metrics in systems.values() for name in metrics))
@@ -60,7 +62,7 @@ def plot_metric_bars(
     rows = math.ceil(len(names) / columns) or 1
     figure = Figure(figsize=(3.2 * columns, 2.8 * rows + 0.6), layout="constrained")
     figure.suptitle(title)
-    colours = [f"C{i % 10}" for i in range(len(systems))]
+    colours = bar_colours(list(systems), groups)
     labels = list(systems)
     for index, name in enumerate(names):
         axes = figure.add_subplot(rows, columns, index + 1)
@@ -77,6 +79,13 @@ def plot_metric_bars(
     figure.legend(handles, [f"{i + 1}: {label}" for i, label in enumerate(labels)], loc="outside lower center",
                   fontsize=8, ncols=min(3, len(labels)))  # fmt: skip
     return _save(figure, path)
+
+
+def bar_colours(bars: list[str], groups: list[str] | None = None) -> list[str]:
+    """Matplotlib's cycle colour of each bar: one per bar, or one per group where `groups` names each bar's."""
+    groups = groups or bars
+    order = list(dict.fromkeys(groups))
+    return [f"C{order.index(group) % 10}" for group in groups]
 
 
 def _save(figure, path: Path) -> Path:

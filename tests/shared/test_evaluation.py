@@ -323,3 +323,12 @@ def test_the_commands_help_and_one_line_refusals(gravo_runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "skipped audio->image: AIS, AIC and FID need a CLIP folder and a Wav2CLIP" in err
     assert "avgen: error: nothing compared: audio->image" in err
+
+
+def test_a_system_s_runs_share_a_colour_in_the_comparison_figure():
+    from shared.evaluation.report import bar_colours
+
+    assert bar_colours(["a", "b", "c"]) == ["C0", "C1", "C2"]
+    runs = ["GRAVO (default)", "GRAVO (seed1)", "Im2Wav (default)", "Im2Wav (seed1)"]
+    assert bar_colours(runs, ["GRAVO", "GRAVO", "Im2Wav", "Im2Wav"]) == ["C0", "C0", "C1", "C1"]
+    assert bar_colours([str(i) for i in range(12)])[10:] == ["C0", "C1"]  # the cycle's ten colours
