@@ -63,3 +63,18 @@ def build_module(spec: dict):
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--part", type=nn.Module)
     return parser.instantiate_classes(parser.parse_object({"part": spec})).part
+
+
+def sibling_run(run: str | Path, experiment: str, option: str) -> Path:
+    """The run of another stage of the run's pipeline, `runs/<project>/<experiment>/<version>`: the run's own
+    version (a seed's runs), else `default` (the pipeline's, which a seed's later stages reuse)."""
+    run = Path(run)
+    for version in dict.fromkeys((run.name, "default")):
+        candidate = run.parent.parent / experiment / version
+        if candidate.is_dir():
+            run_checkpoint(candidate)  # a stage that never finished a checkpoint says so here
+            return candidate
+    raise UserError(
+        f"no {experiment} run beside {run} ({run.parent.parent / experiment}/{run.name} or /default): "
+        f"give {option}"
+    )

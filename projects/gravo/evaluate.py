@@ -165,8 +165,8 @@ def evaluate_run(
     from projects.gravo.pipeline import EVAL_BATCH, SETTINGS, toy_imagehear_scores
     from shared.data.loaders import eval_loader
     from shared.encoders import load_wav2clip, load_wave_melception
-    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule, sibling_run
-    from shared.runs import UserError, run_checkpoint, run_config
+    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule
+    from shared.runs import UserError, run_checkpoint, run_config, sibling_run
 
     run = Path(run)
     checkpoint, model = run_checkpoint(run), run_config(run)["model"]["init_args"]

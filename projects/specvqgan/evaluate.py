@@ -94,9 +94,9 @@ def evaluate_run(
     from projects.specvqgan.vocoder import load_vocoder
     from shared.data.loaders import eval_loader
     from shared.encoders import load_melception
-    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule, sibling_run
+    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule
     from shared.metrics import MelceptionMetrics
-    from shared.runs import run_checkpoint
+    from shared.runs import run_checkpoint, sibling_run
 
     run = Path(run)
     prefix = run.parent.name.split("_")[0]

@@ -45,7 +45,7 @@ from shared.audio import MelFrontEnd, load_audio
 from shared.encoders import ResNetFeature, ResNetFrameFeatures
 from shared.encoders.frames import select_frames
 from shared.generation import Generator, check_device, check_stage, generate_to, passes, save_sound
-from shared.runs import UserError, run_checkpoint, run_config
+from shared.runs import UserError, run_checkpoint, run_config, sibling_run
 from shared.video import video_info
 
 if TYPE_CHECKING:
@@ -247,8 +247,6 @@ def add_options(parser) -> None:
 def vocoder_beside(run: Path) -> str | None:
     """The checkpoint of the vocoder stage of the run's pipeline (`<prefix>_vocoder` beside it, the run's version
     or `default`) if it has one: a toy run then sounds as the toy pipeline's summary does."""
-    from shared.evaluation import sibling_run
-
     prefix = run.parent.name.split("_")[0]
     try:
         return str(run_checkpoint(sibling_run(run, f"{prefix}_vocoder", "--vocoder")))

@@ -42,9 +42,9 @@ def evaluate_run(
     from projects.tiva.module_tiva import TiVA
     from shared.data.loaders import eval_loader
     from shared.encoders import load_melception, melception_inputs
-    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule, sibling_run
+    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule
     from shared.metrics import Bootstrap, ClipMean, MelceptionMetrics, OnsetSyncMetrics
-    from shared.runs import UserError, run_checkpoint
+    from shared.runs import UserError, run_checkpoint, sibling_run
 
     run = Path(run)
     checkpoint = run_checkpoint(run)

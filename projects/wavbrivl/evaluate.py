@@ -308,8 +308,8 @@ def evaluate_run(
     from projects.wavbrivl.module_vqgan import load_vqgan
     from projects.wavbrivl.pipeline import TOY_GENERATION
     from shared.data.loaders import eval_loader
-    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule, sibling_run
-    from shared.runs import UserError, run_checkpoint
+    from shared.evaluation import RunOutputs, evaluation_clips, run_datamodule
+    from shared.runs import UserError, run_checkpoint, sibling_run
 
     if samples not in (None, 1):
         raise UserError(f"WavBriVL's evaluation makes one image per clip, not {samples}")

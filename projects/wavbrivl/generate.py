@@ -37,7 +37,7 @@ from projects.wavbrivl.module_audio_tower import build_image_tower
 from projects.wavbrivl.module_vqgan import load_vqgan
 from shared.audio import load_audio
 from shared.generation import Generator, check_device, check_stage, generate_to, passes
-from shared.runs import UserError, run_checkpoint, run_config
+from shared.runs import UserError, run_checkpoint, run_config, sibling_run
 
 SAMPLE_RATE = 16_000
 DEFAULT_VQGAN = "runs/wavbrivl/toy_vqgan/default"
@@ -106,9 +106,9 @@ def opens_run(run: Path) -> bool:
 
 
 def vqgan_beside(run: Path) -> Path:
-    """The toy VQGAN run of the same version beside an audio-tower run folder, else the toy pipeline's."""
-    beside = run.parent.parent / "toy_vqgan" / run.name
-    return beside if run.is_dir() and beside.is_dir() else Path(DEFAULT_VQGAN)
+    """The toy VQGAN run beside an audio-tower run folder (its version, else `default`: `sibling_run`); for a
+    checkpoint file, the toy pipeline's."""
+    return sibling_run(run, "toy_vqgan", "--vqgan") if run.is_dir() else Path(DEFAULT_VQGAN)
 
 
 class WavBriVLGenerator(Generator):

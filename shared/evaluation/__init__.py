@@ -20,7 +20,6 @@ lazy_package(
             "add_melception_options",
             "evaluation_clips",
             "run_datamodule",
-            "sibling_run",
         ],
         "shared.evaluation.judges": ["Judges"],
         "shared.evaluation.command": ["evaluate"],

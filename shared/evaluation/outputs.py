@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from shared.data.records import ClipRecord
-from shared.runs import UserError, run_checkpoint, run_config
+from shared.runs import UserError, run_config
 
 DIRECTIONS = ("video->audio", "image->audio", "audio->image")
 
@@ -92,21 +92,6 @@ def evaluation_clips(
             taken[record.label_id] = taken.get(record.label_id, 0) + 1
             keep.append(index)
     return Subset(dataset, keep), [records[i] for i in keep]
-
-
-def sibling_run(run: str | Path, experiment: str, option: str) -> Path:
-    """The run of another stage of the run's pipeline, `runs/<project>/<experiment>/<version>`: the run's own
-    version (a seed's runs), else `default` (the pipeline's, which a seed's later stages reuse)."""
-    run = Path(run)
-    for version in dict.fromkeys((run.name, "default")):
-        candidate = run.parent.parent / experiment / version
-        if candidate.is_dir():
-            run_checkpoint(candidate)  # a stage that never finished a checkpoint says so here
-            return candidate
-    raise UserError(
-        f"no {experiment} run beside {run} ({run.parent.parent / experiment}/{run.name} or /default): "
-        f"give {option}"
-    )
 
 
 def add_melception_options(parser) -> None:
